@@ -1,0 +1,78 @@
+"""Wiring: builds the real collaborators once (the dashboard caches the Desk with
+``st.cache_resource``; the CLI builds one per run). Nothing here imports streamlit."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+from sqlalchemy import Engine
+
+from faceid import redact, schema
+from faceid.client import FaceIDClient
+from faceid.config import DEMO_API_KEY, DEMO_API_SECRET, Settings, load_settings
+from faceid.db import make_engine
+
+if TYPE_CHECKING:
+    from faceid.fetching import FetchService
+    from faceid.review import ReviewService
+    from faceid.simulator import SimServer
+
+
+@dataclass
+class Desk:
+    settings: Settings
+    engine: Engine
+    #: The in-process simulator serving demo mode (None in live mode).
+    simulator: SimServer | None = None
+    _closers: list = field(default_factory=list, repr=False)
+
+    @property
+    def demo(self) -> bool:
+        return self.settings.demo
+
+    @cached_property
+    def client(self) -> FaceIDClient:
+        s = self.settings
+        if s.demo:
+            if self.simulator is None:
+                from faceid.simulator import start_in_thread
+
+                self.simulator = start_in_thread()
+                self._closers.append(self.simulator.stop)
+            client = FaceIDClient(DEMO_API_KEY, DEMO_API_SECRET, self.simulator.base_url,
+                                  timeout_s=s.timeout_s, max_concurrency=s.max_concurrency)
+        else:
+            assert s.api_key and s.api_secret
+            client = FaceIDClient(s.api_key, s.api_secret, s.base_url, timeout_s=s.timeout_s,
+                                  max_concurrency=s.max_concurrency)
+        self._closers.append(client.close)
+        return client
+
+    @cached_property
+    def fetcher(self) -> FetchService:
+        from faceid.fetching import FetchService
+
+        return FetchService(self.engine, lambda: self.client, self.settings)
+
+    @cached_property
+    def review(self) -> ReviewService:
+        from faceid.review import ReviewService
+
+        return ReviewService(self.engine, self.fetcher, self.settings)
+
+    def close(self) -> None:
+        while self._closers:
+            self._closers.pop()()
+
+
+def build_desk(settings: Settings | None = None, *, engine: Engine | None = None,
+               migrate: bool = True) -> Desk:
+    settings = settings or load_settings()
+    redact.register_secret(settings.api_secret)
+    redact.install()
+    engine = engine or make_engine(settings.database_url)
+    if migrate:
+        schema.upgrade(engine)
+    return Desk(settings, engine)

@@ -1,0 +1,85 @@
+"""Engine construction. The engine is always injected: no module-level engine exists.
+
+SQLite (the embedded default) gets, per connection: WAL, foreign keys, a busy timeout, and
+``BEGIN IMMEDIATE`` for every transaction — a transaction that reads and then writes under
+plain ``BEGIN`` fails at once with "database is locked" when another writer is active, busy
+timeout or not (field notes: 193 of 240 failed from 6 threads; 0 with BEGIN IMMEDIATE).
+PostgreSQL is selected by a ``postgresql+psycopg://`` DATABASE_URL.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import StaticPool
+from sqlmodel import create_engine
+
+from faceid.errors import ConfigError
+
+SQLITE_BUSY_TIMEOUT_S = 15
+
+
+def normalise_url(url: str) -> str:
+    """Accept the common spellings of a PostgreSQL URL and route them to psycopg 3."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+def make_engine(url: str, *, echo: bool = False) -> Engine:
+    url = normalise_url(url)
+    try:
+        parsed = make_url(url)
+    except Exception:
+        raise ConfigError("DATABASE_URL is not a valid database URL.") from None
+    if parsed.get_backend_name() == "sqlite":
+        return _sqlite_engine(url, parsed.database, echo=echo)
+    if parsed.get_backend_name() == "postgresql":
+        return create_engine(url, echo=echo, pool_pre_ping=True, hide_parameters=True)
+    raise ConfigError(f"Unsupported database {parsed.get_backend_name()!r}: use SQLite or "
+                      "PostgreSQL.")
+
+
+def memory_engine() -> Engine:
+    """An in-memory SQLite shared by every session of the process (tests, benchmarks)."""
+    return _sqlite_engine("sqlite://", None, memory=True)
+
+
+def _sqlite_engine(url: str, database: str | None, *, echo: bool = False,
+                   memory: bool = False) -> Engine:
+    memory = memory or database in (None, "", ":memory:")
+    kwargs: dict[str, Any] = {
+        "connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False},
+        "hide_parameters": True,
+    }
+    if memory:
+        kwargs["poolclass"] = StaticPool
+    elif database:
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, echo=echo, **kwargs)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Let SQLAlchemy, not pysqlite, emit BEGIN (pysqlite would emit a deferred BEGIN).
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        if not memory:
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_S * 1000}")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+def is_sqlite(engine: Engine) -> bool:
+    return engine.dialect.name == "sqlite"

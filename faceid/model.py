@@ -1,0 +1,721 @@
+"""Typed model of a ``GET /faceid/lite/get_result`` response, and its tolerant parser.
+
+Rules (see docs/decisions.md):
+- Only a document that is not a get_result response at all is refused (``DocumentError``):
+  not JSON, not an object, FaceID's error envelope, or no ``biz_info.biz_id``.
+- Anything else parses. A value that does not fit (unknown enum value, wrong type, out-of-range
+  score, undecodable image) is kept as received where it can be and flagged in ``flags``.
+- Unknown fields are never dropped: every object keeps what it did not recognise in ``extra``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+from collections.abc import Collection, Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from faceid import vocab
+from faceid.errors import DocumentError
+from faceid.images import DecodedImage, decode_data_uri
+
+
+@dataclass(frozen=True, slots=True)
+class Flag:
+    """Something in the document that did not fit the page; shown to the reviewer."""
+
+    path: str
+    problem: str
+    raw: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.problem}" + (f" (got {self.raw})" if self.raw else "")
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+class _Obj:
+    """Reads one JSON object, remembering which keys were consumed and flagging misfits."""
+
+    def __init__(self, data: Mapping[str, Any], path: str, flags: list[Flag]) -> None:
+        self.data, self.path, self.flags = data, path, flags
+        self.seen: set[str] = set()
+
+    def _p(self, key: str) -> str:
+        return f"{self.path}.{key}" if self.path else key
+
+    def flag(self, key: str, problem: str, value: Any = None) -> None:
+        self.flags.append(Flag(self._p(key), problem, "" if value is None else _short(value)))
+
+    def raw(self, key: str) -> Any:
+        self.seen.add(key)
+        return self.data.get(key)
+
+    def text(self, key: str, allowed: Collection[str] | None = None) -> str | None:
+        v = self.raw(key)
+        if v is None:
+            return None
+        if isinstance(v, bool) or not isinstance(v, (str, int, float)):
+            self.flag(key, "expected text", v)
+            return None
+        s = v if isinstance(v, str) else _num_text(v)
+        if allowed is not None and s not in allowed:
+            self.flag(key, "value not on the FaceID page", s)
+        return s
+
+    def integer(self, key: str) -> int | None:
+        v = self.raw(key)
+        if v is None:
+            return None
+        if isinstance(v, bool):
+            self.flag(key, "expected a whole number", v)
+            return None
+        if isinstance(v, int):
+            return v
+        if isinstance(v, float) and v.is_integer():
+            return int(v)
+        if isinstance(v, str) and v.strip().lstrip("-").isdigit():
+            return int(v.strip())
+        self.flag(key, "expected a whole number", v)
+        return None
+
+    def number(self, key: str, lo: float | None = None, hi: float | None = None) -> float | None:
+        v = self.raw(key)
+        if v is None:
+            return None
+        out: float | None = None
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            out = float(v)
+        elif isinstance(v, str):
+            try:
+                out = float(v)
+            except ValueError:
+                out = None
+        if out is None or not math.isfinite(out):
+            self.flag(key, "expected a number", v)
+            return None
+        if (lo is not None and out < lo) or (hi is not None and out > hi):
+            self.flag(key, f"outside the documented range [{lo:g}, {hi:g}]", v)
+        return out
+
+    def obj(self, key: str) -> _Obj | None:
+        v = self.raw(key)
+        if v is None:
+            return None
+        if not isinstance(v, Mapping):
+            self.flag(key, "expected an object", v)
+            return None
+        return _Obj(v, self._p(key), self.flags)
+
+    def extra(self) -> dict[str, Any]:
+        return {k: v for k, v in self.data.items() if k not in self.seen}
+
+
+def _num_text(v: int | float) -> str:
+    return str(int(v)) if isinstance(v, float) and v.is_integer() else str(v)
+
+
+# --------------------------------------------------------------------------- value objects
+
+
+@dataclass(frozen=True, slots=True)
+class BizInfo:
+    biz_id: str
+    biz_no: str | None = None
+    biz_extra_data: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Birthday:
+    year: str | None = None
+    month: str | None = None
+    day: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def iso(self) -> str | None:
+        if not (self.year and self.month and self.day):
+            return None
+        try:
+            return f"{int(self.year):04d}-{int(self.month):02d}-{int(self.day):02d}"
+        except ValueError:
+            return None
+
+
+@dataclass(frozen=True, slots=True)
+class OcrResult:
+    """One side's OCR (fields differ by side; both are optional)."""
+
+    name: str | None = None
+    gender: str | None = None
+    race: str | None = None
+    birthday: Birthday | None = None
+    address: str | None = None
+    id_card_number: str | None = None
+    issued_by: str | None = None
+    valid_date: str | None = None
+    #: Legality scores keyed as received (the page has "Temporary ID Photo " with a space).
+    legality: dict[str, float | None] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def legality_normalised(self) -> dict[str, float | None]:
+        """Legality keyed by stripped name, so "Temporary ID Photo " reads as its label."""
+        return {k.strip(): v for k, v in self.legality.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class CardSide:
+    ocr_result: OcrResult | None = None
+    upload_times: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class OcrFieldQuality:
+    """lite 2.0 per-field check: ``quality`` in [0, 1]; ``logic`` 0 means consistent."""
+
+    quality: float | None = None
+    logic: int | None = None
+    result: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def is_low(self, threshold: float = 0.8) -> bool:
+        return (self.quality is not None and self.quality < threshold) or bool(self.logic)
+
+
+@dataclass(frozen=True, slots=True)
+class IdCardInfo:
+    idcard_mode: str | None = None
+    idcard_mode_user: str | None = None
+    #: Fields the user could not edit (from idcard_uneditable_field or the page's "feild").
+    uneditable_fields: tuple[str, ...] = ()
+    idcard_number: str | None = None
+    idcard_name: str | None = None
+    idcard_valid_date: str | None = None
+    idcard_issued_by: str | None = None
+    front_side: CardSide | None = None
+    back_side: CardSide | None = None
+    ocr_front_quality: dict[str, OcrFieldQuality] = field(default_factory=dict)
+    ocr_back_quality: dict[str, OcrFieldQuality] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Signal:
+    """A fake-face signal: flagged when ``confidence`` is above ``threshold`` (the page's rule)."""
+
+    name: str
+    label: str
+    confidence: float | None
+    threshold: float | None
+
+    @property
+    def exceeded(self) -> bool:
+        return (
+            self.confidence is not None
+            and self.threshold is not None
+            and self.confidence > self.threshold
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Genuineness:
+    signals: tuple[Signal, ...] = ()
+    face_replaced: int | None = None
+    selfie_inconsistent: str | None = None
+    selfie_metadata_inconsistent: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def exceeded(self) -> list[Signal]:
+        return [s for s in self.signals if s.exceeded]
+
+
+@dataclass(frozen=True, slots=True)
+class Liveness:
+    result: str | None = None
+    procedure_type: str | None = None
+    still_type: str | None = None
+    #: Flat counters (video, still, flash, meglive_flash).
+    details: dict[str, int | None] = field(default_factory=dict)
+    #: Selfie counters, per photo.
+    face_front: dict[str, int | None] = field(default_factory=dict)
+    face_side: dict[str, int | None] = field(default_factory=dict)
+    genuineness: Genuineness | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool | None:
+        return {"PASS": True, "FAIL": False}.get(self.result or "")
+
+    def counter_set(self) -> str | None:
+        """The key of ``vocab.DETAIL_COUNTERS`` documenting this liveness's flat counters."""
+        if self.procedure_type == "still":
+            return f"still:{self.still_type}" if self.still_type else None
+        return self.procedure_type
+
+
+@dataclass(frozen=True, slots=True)
+class Band:
+    """Where a confidence stands against the four thresholds."""
+
+    passed: tuple[str, ...]
+    failed: tuple[str, ...]
+
+    @property
+    def strictest_passed(self) -> str | None:
+        return self.passed[-1] if self.passed else None
+
+    def describe(self) -> str:
+        if not self.passed and not self.failed:
+            return "no thresholds"
+        parts = []
+        if self.passed:
+            parts.append(f"passes {self.passed[-1]}")
+        if self.failed:
+            parts.append(f"fails {self.failed[0]}")
+        return ", ".join(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class Comparison:
+    """One face comparison (result_faceid, result_refN, result_idcard_photo, ...)."""
+
+    name: str
+    confidence: float | None
+    thresholds: dict[str, float | None] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def band(self) -> Band:
+        """Which thresholds the confidence reaches. Higher confidence = lower risk (the page)."""
+        passed: list[str] = []
+        failed: list[str] = []
+        for key in vocab.THRESHOLD_KEYS:
+            t = self.thresholds.get(key)
+            if t is None or self.confidence is None:
+                continue
+            (passed if self.confidence >= t else failed).append(key)
+        return Band(tuple(passed), tuple(failed))
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyResult:
+    error_message: str | None = None
+    comparisons: tuple[Comparison, ...] = ()
+    id_attacked: int | None = None
+    id_photo_monochrome: int | None = None
+    verify_time: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def comparison(self, name: str) -> Comparison | None:
+        return next((c for c in self.comparisons if c.name == name), None)
+
+    @property
+    def faceid(self) -> Comparison | None:
+        return self.comparison("result_faceid")
+
+
+@dataclass(frozen=True, slots=True)
+class GetResult:
+    """One parsed get_result response. ``flags`` lists what did not fit the page."""
+
+    biz_info: BizInfo
+    request_id: str | None = None
+    status: str | None = None
+    fail_reason: str | None = None
+    time_used: int | None = None
+    idcard_info: IdCardInfo | None = None
+    liveness: Liveness | None = None
+    verify: VerifyResult | None = None
+    #: kind -> image ("best", "idcard_front", ...). Only images that were sent.
+    images: dict[str, DecodedImage] = field(default_factory=dict)
+    multifaces_tag: str | None = None
+    multifaces_image: DecodedImage | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    flags: tuple[Flag, ...] = ()
+
+    @property
+    def biz_id(self) -> str:
+        return self.biz_info.biz_id
+
+    def all_images(self) -> Iterator[DecodedImage]:
+        yield from self.images.values()
+        if self.multifaces_image is not None:
+            yield self.multifaces_image
+
+    @property
+    def verify_time(self) -> int | None:
+        return self.verify.verify_time if self.verify else None
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def loads_document(body: bytes | str) -> dict[str, Any]:
+    """Decode a response body to a JSON object, or refuse with a reason a person understands."""
+    if isinstance(body, bytes):
+        try:
+            body = body.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise DocumentError(f"Not UTF-8 text (bad byte at offset {exc.start}).") from None
+    if not body.strip():
+        raise DocumentError("The document is empty.")
+    try:
+        doc = json.loads(body)
+    except json.JSONDecodeError as exc:
+        where = "it ends early (truncated?)" if exc.pos >= len(body.rstrip()) else (
+            f"line {exc.lineno}, column {exc.colno}")
+        raise DocumentError(f"Not valid JSON: {exc.msg} at {where}.") from None
+    except RecursionError:
+        raise DocumentError("Not valid JSON: nested too deeply.") from None
+    if not isinstance(doc, dict):
+        raise DocumentError(f"Expected a JSON object, got a JSON {_json_type(doc)}.")
+    return doc
+
+
+def _json_type(v: Any) -> str:
+    return {list: "array", str: "string", bool: "boolean", type(None): "null"}.get(
+        type(v), "number")
+
+
+def parse_bytes(body: bytes | str) -> GetResult:
+    return parse_document(loads_document(body))
+
+
+def parse_document(doc: Mapping[str, Any]) -> GetResult:
+    """Parse a decoded get_result document. Raises DocumentError only for non-results."""
+    if not isinstance(doc, Mapping):
+        raise DocumentError(f"Expected a JSON object, got a JSON {_json_type(doc)}.")
+    biz = doc.get("biz_info")
+    if "error_message" in doc and not isinstance(biz, Mapping):
+        raise DocumentError(
+            f"This is a FaceID error response ({_short(doc.get('error_message'))}), not a result.")
+    if not isinstance(biz, Mapping):
+        raise DocumentError("No biz_info object: this is not a get_result response.")
+    biz_id = biz.get("biz_id")
+    if not isinstance(biz_id, str) or not biz_id.strip():
+        raise DocumentError("biz_info.biz_id is missing or empty.")
+
+    flags: list[Flag] = []
+    top = _Obj(doc, "", flags)
+    b = top.obj("biz_info")
+    assert b is not None
+    biz_info = BizInfo(
+        biz_id=biz_id,
+        biz_no=b.text("biz_no"),
+        biz_extra_data=_extra_data(b),
+        extra=_consume(b, "biz_id"),
+    )
+    status = top.text("status", vocab.Status.__members__)
+    result = GetResult(
+        biz_info=biz_info,
+        request_id=top.text("request_id"),
+        status=status,
+        fail_reason=top.text("fail_reason", vocab.FailReason.__members__),
+        time_used=top.integer("time_used"),
+        idcard_info=_idcard(top.obj("idcard_info")),
+        liveness=_liveness(top.obj("liveness_result")),
+        verify=_verify(top.obj("verify_result")),
+        images=_images(top, flags),
+        multifaces_tag=top.text("multifaces_tag", vocab.MULTIFACES_MEANING),
+        multifaces_image=_image(top, "multifaces_image", vocab.MULTIFACES_KIND),
+        extra={},
+        flags=(),
+    )
+    if status is None:
+        flags.append(Flag("status", "missing"))
+    extra = top.extra()
+    # Rebuild with the final flag list: flags were appended while the sub-objects parsed.
+    return replace(result, extra=extra, flags=tuple(flags))
+
+
+def _consume(o: _Obj, *keys: str) -> dict[str, Any]:
+    for k in keys:
+        o.raw(k)
+    return o.extra()
+
+
+def _extra_data(b: _Obj) -> str | None:
+    # biz_extra_data is the integrator's own free text; an object is kept as JSON text.
+    v = b.raw("biz_extra_data")
+    if v is None or isinstance(v, str):
+        return v
+    return json.dumps(v, ensure_ascii=False)
+
+
+def _idcard(o: _Obj | None) -> IdCardInfo | None:
+    if o is None:
+        return None
+    # The page documents "idcard_uneditable_field" but its own example spells it "feild".
+    raw_fields = o.text("idcard_uneditable_field")
+    misspelt = o.text("idcard_uneditable_feild")
+    fields_text = raw_fields if raw_fields is not None else misspelt
+    uneditable = tuple(f.strip() for f in (fields_text or "").split(",") if f.strip())
+    return IdCardInfo(
+        idcard_mode=o.text("idcard_mode", ("0", "1", "2", "3", "4")),
+        idcard_mode_user=o.text("idcard_mode_user", vocab.IDCARD_MODE_USER_MEANING),
+        uneditable_fields=uneditable,
+        idcard_number=o.text("idcard_number"),
+        idcard_name=o.text("idcard_name"),
+        idcard_valid_date=o.text("idcard_valid_date"),
+        idcard_issued_by=o.text("idcard_issued_by"),
+        front_side=_side(o.obj("front_side")),
+        back_side=_side(o.obj("back_side")),
+        ocr_front_quality=_quality(o.obj("ocr_front_quality")),
+        ocr_back_quality=_quality(o.obj("ocr_back_quality")),
+        extra=o.extra(),
+    )
+
+
+def _side(o: _Obj | None) -> CardSide | None:
+    if o is None:
+        return None
+    return CardSide(ocr_result=_ocr(o.obj("ocr_result")), upload_times=o.integer("upload_times"),
+                    extra=o.extra())
+
+
+def _ocr(o: _Obj | None) -> OcrResult | None:
+    if o is None:
+        return None
+    bd = o.obj("birthday")
+    birthday = None
+    if bd is not None:
+        birthday = Birthday(bd.text("year"), bd.text("month"), bd.text("day"), bd.extra())
+    legality: dict[str, float | None] = {}
+    lg = o.obj("legality")
+    if lg is not None:
+        for key in list(lg.data):
+            legality[key] = lg.number(key, 0.0, 1.0)
+    return OcrResult(
+        name=o.text("name"),
+        gender=o.text("gender"),
+        race=o.text("race"),
+        birthday=birthday,
+        address=o.text("address"),
+        id_card_number=o.text("id_card_number"),
+        issued_by=o.text("issued_by"),
+        valid_date=o.text("valid_date"),
+        legality=legality,
+        extra=o.extra(),
+    )
+
+
+def _quality(o: _Obj | None) -> dict[str, OcrFieldQuality]:
+    if o is None:
+        return {}
+    out: dict[str, OcrFieldQuality] = {}
+    for key in list(o.data):
+        q = o.obj(key)
+        if q is None:
+            continue
+        out[key] = OcrFieldQuality(q.number("quality", 0.0, 1.0), q.integer("logic"),
+                                   q.text("result"), q.extra())
+    return out
+
+
+def _counters(o: _Obj | None) -> dict[str, int | None]:
+    if o is None:
+        return {}
+    return {key: o.integer(key) for key in list(o.data) if not isinstance(o.data[key], Mapping)}
+
+
+def _liveness(o: _Obj | None) -> Liveness | None:
+    if o is None:
+        return None
+    procedure = o.text("procedure_type", vocab.PROCEDURE_MEANING)
+    still_type = o.text("still_type", vocab.StillType.__members__)
+    details = o.obj("details")
+    face_front = face_side = None
+    if details is not None:
+        # Selfie nests its counters per photo; everything else is flat.
+        face_front = details.obj("face_front")
+        face_side = details.obj("face_side")
+    flat = _counters(details)
+    extra = o.extra()
+    if details is not None:
+        # Nested objects other than face_front/face_side would vanish: keep them in extra.
+        nested = {k: v for k, v in details.data.items()
+                  if isinstance(v, Mapping) and k not in ("face_front", "face_side")}
+        if nested:
+            extra["details"] = nested
+    live = Liveness(
+        result=o.text("result", vocab.LivenessVerdict.__members__),
+        procedure_type=procedure,
+        still_type=still_type,
+        details=flat,
+        face_front=_counters(face_front),
+        face_side=_counters(face_side),
+        genuineness=_genuineness(o.obj("face_genuineness")),
+        extra=extra,
+    )
+    _check_counters(live, o)
+    return live
+
+
+def _check_counters(live: Liveness, o: _Obj) -> None:
+    """Flag counters the page does not document for this procedure (kept all the same)."""
+    expected = vocab.DETAIL_COUNTERS.get(live.counter_set() or "")
+    if expected is not None:
+        for key in live.details:
+            if key not in expected:
+                o.flags.append(Flag(f"{o.path}.details.{key}",
+                                    f"counter not documented for {live.counter_set()}"))
+    for side in ("face_front", "face_side"):
+        allowed = vocab.DETAIL_COUNTERS[f"selfie:{side}"]
+        for key in getattr(live, side):
+            if key not in allowed:
+                o.flags.append(Flag(f"{o.path}.details.{side}.{key}",
+                                    "counter not documented for selfie"))
+
+
+def _genuineness(o: _Obj | None) -> Genuineness | None:
+    if o is None:
+        return None
+    signals = tuple(
+        Signal(conf.removesuffix("_confidence"), label, o.number(conf, 0.0, 1.0),
+               o.number(thr, 0.0, 1.0))
+        for conf, thr, label in vocab.GENUINENESS_SIGNALS
+        if conf in o.data or thr in o.data
+    )
+    face_replaced = o.integer("face_replaced")
+    if face_replaced not in (None, 0, 1):
+        o.flag("face_replaced", "expected 0 or 1", face_replaced)
+    return Genuineness(
+        signals=signals,
+        face_replaced=face_replaced,
+        selfie_inconsistent=o.text("selfie_inconsistent", vocab.SELFIE_INCONSISTENT_MEANING),
+        selfie_metadata_inconsistent=o.text("selfie_metadata_inconsistent",
+                                            vocab.SELFIE_METADATA_MEANING),
+        extra=o.extra(),
+    )
+
+
+def _comparison_names(data: Mapping[str, Any]) -> list[str]:
+    """result_faceid, result_ref1..N (numeric order), result_idcard_photo, ..._datasource."""
+    refs = sorted(
+        (k for k in data if k.startswith("result_ref") and k[len("result_ref"):].isdigit()),
+        key=lambda k: int(k[len("result_ref"):]),
+    )
+    named = ["result_faceid", *refs, "result_idcard_photo", "result_idcard_datasource"]
+    # Any other result_* object FaceID may add is treated as a comparison too, not dropped.
+    others = sorted(k for k in data if k.startswith("result_") and k not in named
+                    and isinstance(data[k], Mapping))
+    return [k for k in named if k in data] + others
+
+
+def _comparison(o: _Obj, name: str) -> Comparison | None:
+    c = o.obj(name)
+    if c is None:
+        return None
+    thresholds: dict[str, float | None] = {}
+    t = c.obj("thresholds")
+    if t is not None:
+        for key in list(t.data):
+            thresholds[key] = t.number(key, 0.0, 100.0)
+    return Comparison(name, c.number("confidence", 0.0, 100.0), thresholds, c.extra())
+
+
+def _verify(o: _Obj | None) -> VerifyResult | None:
+    if o is None:
+        return None
+    comparisons = tuple(
+        c for c in (_comparison(o, n) for n in _comparison_names(o.data)) if c is not None
+    )
+    exc = o.obj("id_exceptions")
+    id_attacked = exc.integer("id_attacked") if exc else None
+    monochrome = exc.integer("id_photo_monochrome") if exc else None
+    error = o.raw("error_message")
+    if error is not None and not isinstance(error, str):
+        o.flag("error_message", "expected text or null", error)
+        error = None
+    if error in ("", "null"):
+        error = None
+    if error is not None and error not in vocab.VERIFY_ERROR_MEANING:
+        o.flag("error_message", "value not on the FaceID page", error)
+    extra = o.extra()
+    if exc is not None and exc.extra():
+        extra["id_exceptions"] = exc.extra()
+    return VerifyResult(
+        error_message=error,
+        comparisons=comparisons,
+        id_attacked=id_attacked,
+        id_photo_monochrome=monochrome,
+        verify_time=o.integer("verify_time"),
+        extra=extra,
+    )
+
+
+def _image(o: _Obj, key: str, kind: str) -> DecodedImage | None:
+    img = decode_data_uri(kind, o.raw(key))
+    if img is not None and img.error:
+        o.flag(key, img.error)
+    return img
+
+
+def _images(top: _Obj, flags: list[Flag]) -> dict[str, DecodedImage]:
+    imgs = top.obj("images")
+    if imgs is None:
+        return {}
+    out: dict[str, DecodedImage] = {}
+    for kind, key in vocab.IMAGE_KEYS.items():
+        img = _image(imgs, key, kind)
+        if img is not None:
+            out[kind] = img
+    for key in imgs.extra():
+        # An image key the page does not list: decode it anyway so it is stored and visible.
+        img = _image(imgs, key, key.removeprefix("image_"))
+        if img is not None:
+            out[img.kind] = img
+            flags.append(Flag(f"images.{key}", "image kind not on the FaceID page"))
+    return out
+
+
+# --------------------------------------------------------------------------- raw document
+
+
+IMAGE_REF_PREFIX = "sha256:"
+
+
+def elide_images(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """The document as received, with each image payload replaced by ``sha256:<hex>``.
+
+    This is what the store keeps as the raw response: every other key and value is unchanged,
+    in the received order, and ``restore_images`` puts the payloads back from the image table.
+    """
+    out = dict(doc)
+    images = doc.get("images")
+    if isinstance(images, Mapping):
+        out["images"] = {k: _ref(v) for k, v in images.items()}
+    if "multifaces_image" in doc:
+        out["multifaces_image"] = _ref(doc["multifaces_image"])
+    return out
+
+
+def _ref(value: Any) -> Any:
+    if not isinstance(value, str) or not value:
+        return value
+    img = decode_data_uri("x", value)
+    if img is None or img.data is None:
+        # Undecodable payloads are kept verbatim: they are evidence, and small enough to matter
+        # less than losing them.
+        return value
+    return IMAGE_REF_PREFIX + (img.sha256 or "")
+
+
+def restore_images(doc: Mapping[str, Any], payloads: Mapping[str, bytes]) -> dict[str, Any]:
+    """Inverse of ``elide_images`` given sha256 -> JPEG bytes (for re-export and re-parse)."""
+    def back(v: Any) -> Any:
+        if isinstance(v, str) and v.startswith(IMAGE_REF_PREFIX) and v[7:] in payloads:
+            return "data:image/jpeg;base64," + base64.b64encode(payloads[v[7:]]).decode()
+        return v
+
+    out = dict(doc)
+    if isinstance(doc.get("images"), Mapping):
+        out["images"] = {k: back(v) for k, v in doc["images"].items()}
+    if "multifaces_image" in doc:
+        out["multifaces_image"] = back(doc["multifaces_image"])
+    return out

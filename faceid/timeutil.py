@@ -1,0 +1,35 @@
+"""UTC time helpers. All datetimes are timezone-aware UTC (SQLModel's UTCDateTime refuses
+naive ones); everything shown to a person says UTC."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def from_unix(ts: int | float | None) -> datetime | None:
+    if ts is None:
+        return None
+    try:
+        return datetime.fromtimestamp(float(ts), UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def as_utc(dt: datetime | None) -> datetime | None:
+    if dt is None:
+        return None
+    return dt.replace(tzinfo=UTC) if dt.utcoffset() is None else dt.astimezone(UTC)
+
+
+def fmt(dt: datetime | None) -> str:
+    dt = as_utc(dt)
+    return dt.strftime("%Y-%m-%d %H:%M:%S UTC") if dt else "—"
+
+
+def iso(dt: datetime | None) -> str:
+    dt = as_utc(dt)
+    return dt.strftime("%Y-%m-%dT%H:%M:%SZ") if dt else ""
