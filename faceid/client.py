@@ -114,7 +114,8 @@ class FaceIDClient:
         self.base_url = check_base_url(base_url)
         self._limiter = limiter or process_limiter(max_concurrency)
         self._max_attempts = max_attempts
-        self._wait = wait_exponential_jitter(initial=backoff_initial_s, max=backoff_max_s)
+        self._wait = wait_exponential_jitter(
+            multiplier=backoff_initial_s, max=backoff_max_s, jitter=backoff_initial_s)
         self._sleep = sleep
         self._http = httpx.Client(
             base_url=self.base_url,
