@@ -26,17 +26,18 @@ _SQLITE = [
 
 _PG = [
     """CREATE OR REPLACE FUNCTION faceid_forbid() RETURNS trigger AS $$
-    BEGIN RAISE EXCEPTION '% is append-only', TG_TABLE_NAME; END; $$ LANGUAGE plpgsql""",
+    BEGIN RAISE EXCEPTION USING MESSAGE = TG_TABLE_NAME || ' is ' || TG_ARGV[0]; END;
+    $$ LANGUAGE plpgsql""",
     *(
         f"""CREATE OR REPLACE TRIGGER {t}_append_only BEFORE UPDATE OR DELETE ON {t}
-        FOR EACH ROW EXECUTE FUNCTION faceid_forbid()"""
+        FOR EACH ROW EXECUTE FUNCTION faceid_forbid('append-only')"""
         for t in APPEND_ONLY
     ),
     """CREATE OR REPLACE TRIGGER raw_responses_no_delete BEFORE DELETE ON raw_responses
-    FOR EACH ROW EXECUTE FUNCTION faceid_forbid()""",
+    FOR EACH ROW EXECUTE FUNCTION faceid_forbid('write-once')""",
     """CREATE OR REPLACE TRIGGER raw_responses_write_once BEFORE UPDATE ON raw_responses
     FOR EACH ROW WHEN (OLD.purged_at IS NOT NULL OR NEW.purged_at IS NULL)
-    EXECUTE FUNCTION faceid_forbid()""",
+    EXECUTE FUNCTION faceid_forbid('write-once')""",
 ]
 
 _DROP_SQLITE = [
