@@ -37,9 +37,12 @@ class Desk:
         s = self.settings
         if s.demo:
             if self.simulator is None:
-                from faceid.simulator import start_in_thread
+                from faceid.simulator import SimulatorState, start_in_thread
 
-                self.simulator = start_in_thread()
+                state = SimulatorState(recent=True)
+                # Cases waiting to be fetched, so the demo can show the fetch flow.
+                state.add_fresh(8)
+                self.simulator = start_in_thread(state)
                 self._closers.append(self.simulator.stop)
             client = FaceIDClient(DEMO_API_KEY, DEMO_API_SECRET, self.simulator.base_url,
                                   timeout_s=s.timeout_s, max_concurrency=s.max_concurrency)

@@ -27,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
     state = SimulatorState(api_key=args.api_key, api_secret=args.api_secret,
                            latency_s=args.latency_ms / 1000.0,
                            internal_error_rate=args.error_rate,
-                           concurrency_limit=args.concurrency_limit)
+                           concurrency_limit=args.concurrency_limit, recent=True)
     ids = state.add_generated(args.count, seed=args.seed)
     print(f"FaceID simulator on http://{args.host}:{args.port} with {len(ids)} cases "
           f"(api_key={args.api_key}); GET /_sim/biz_ids lists them.", flush=True)
