@@ -197,6 +197,8 @@ class AuditEvent(SQLModel, table=True):
 
 class User(SQLModel, table=True):
     __tablename__ = "users"
+    # One account per OIDC identity, enforced by the database, not only by code.
+    __table_args__ = (UniqueConstraint("oidc_iss", "oidc_sub"),)
     id: int | None = Field(default=None, primary_key=True)
     username: str = Field(max_length=128, unique=True, index=True)
     display_name: str | None = Field(default=None, max_length=256)

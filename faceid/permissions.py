@@ -1,0 +1,156 @@
+"""Who may do what: the one role → permission table every service checks with ``require``.
+
+The table is deliberately explicit (no role inherits another implicitly): a reader — or an
+auditor — can see every grant in one place, and ``tests/test_users.py`` pins the whole matrix,
+so widening a role is a visible, reviewed change.
+
+Reasons behind the less obvious cells:
+
+* ``auditor`` checks the *process* (cases, decisions, timeline, chain) and never sees
+  identities: no ``reveal_pii``, no unmasked export (same rule as ``faceid.pii.REVEAL_ROLES``).
+* ``export`` (masked) is a bulk read: seniors, auditors and admins, not every reviewer — a
+  reviewer works one case at a time and has no need to carry the queue away.
+* ``export_unmasked`` is bulk PII: admin only (OWASP ASVS 14.2.6, data minimisation).
+* ``second_review`` is the four-eyes check (ASVS 2.3.5): senior or admin, and never of a
+  decision the same person made — see ``may_second_review``.
+* ``purge`` and ``manage_users`` change what everyone else can see or do: admin only.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from faceid.actors import Actor
+from faceid.errors import FaceIDError
+
+
+class Role(StrEnum):
+    """The four roles. Values equal the strings stored in ``users.role`` and ``Actor.role``."""
+
+    REVIEWER = "reviewer"
+    SENIOR = "senior"
+    AUDITOR = "auditor"
+    ADMIN = "admin"
+
+
+class Permission(StrEnum):
+    VIEW_CASE = "view_case"
+    REVEAL_PII = "reveal_pii"
+    CLAIM = "claim"
+    DECIDE = "decide"
+    SECOND_REVIEW = "second_review"
+    EXPORT = "export"
+    EXPORT_UNMASKED = "export_unmasked"
+    MANAGE_USERS = "manage_users"
+    PURGE = "purge"
+    VERIFY_AUDIT = "verify_audit"
+
+
+R, S, A, D = Role.REVIEWER, Role.SENIOR, Role.AUDITOR, Role.ADMIN
+
+#: permission -> roles granted it. Anything not listed here is denied (fail closed).
+GRANTS: dict[Permission, frozenset[Role]] = {
+    Permission.VIEW_CASE: frozenset({R, S, A, D}),
+    Permission.REVEAL_PII: frozenset({R, S, D}),
+    Permission.CLAIM: frozenset({R, S, D}),
+    Permission.DECIDE: frozenset({R, S, D}),
+    Permission.SECOND_REVIEW: frozenset({S, D}),
+    Permission.EXPORT: frozenset({S, A, D}),
+    Permission.EXPORT_UNMASKED: frozenset({D}),
+    Permission.MANAGE_USERS: frozenset({D}),
+    Permission.PURGE: frozenset({D}),
+    Permission.VERIFY_AUDIT: frozenset({A, D}),
+}
+
+
+class PermissionDenied(FaceIDError):
+    """The actor's role does not grant the operation. The text names role and operation only."""
+
+    plain = "You are not allowed to do this."
+
+    def __init__(self, message: str | None = None, *, permission: str | None = None,
+                 role: str | None = None) -> None:
+        self.permission = permission
+        self.role = role
+        super().__init__(message)
+
+
+class InvalidRole(FaceIDError):
+    plain = "Unknown role."
+
+
+def parse_role(value: str | Role) -> Role:
+    """The Role called ``value`` (case and surrounding spaces ignored), else ``InvalidRole``."""
+    try:
+        return Role(str(value).strip().lower())
+    except ValueError:
+        raise InvalidRole(f"Unknown role {str(value)!r}: use one of "
+                          f"{', '.join(r.value for r in Role)}.") from None
+
+
+def _permission(permission: Permission | str) -> Permission:
+    try:
+        return Permission(permission)
+    except ValueError:
+        # A misspelt permission is a programming error; raising (not returning False) keeps
+        # it from silently becoming "allowed" or "denied" everywhere it is used.
+        raise ValueError(f"unknown permission {permission!r}") from None
+
+
+def allowed(role: str | Role | None, permission: Permission | str) -> bool:
+    """Whether ``role`` is granted ``permission``. Unknown roles are granted nothing."""
+    perm = _permission(permission)
+    try:
+        r = Role(role) if role is not None else None
+    except ValueError:
+        return False
+    return r is not None and r in GRANTS[perm]
+
+
+def permissions_of(role: str | Role) -> frozenset[Permission]:
+    return frozenset(p for p in Permission if allowed(role, p))
+
+
+def require(actor: Actor | None, permission: Permission | str) -> Actor:
+    """Return ``actor`` if its role grants ``permission``; raise ``PermissionDenied`` if not.
+
+    ``None`` (nobody signed in) is denied everything.
+    """
+    perm = _permission(permission)
+    if actor is None:
+        raise PermissionDenied(f"Sign in to {perm.value.replace('_', ' ')}.",
+                               permission=perm.value)
+    if not allowed(actor.role, perm):
+        raise PermissionDenied(
+            f"The {actor.role} role may not {perm.value.replace('_', ' ')}.",
+            permission=perm.value, role=actor.role)
+    return actor
+
+
+def _same_person(a: str, b: str) -> bool:
+    # Usernames are stored lower-case (faceid.users); casefold anyway so a differently cased
+    # spelling from another source (an import, a demo actor) cannot pass as someone else.
+    return a.strip().casefold() == b.strip().casefold()
+
+
+def may_second_review(actor: Actor | None, first_decided_by: str | None) -> bool:
+    """Four-eyes rule: a senior/admin may second-review a decision made by *someone else*.
+
+    ``first_decided_by`` is the username recorded on the decision under review; without one
+    there is nothing to second-review, so the answer is no.
+    """
+    if actor is None or not first_decided_by:
+        return False
+    return allowed(actor.role, Permission.SECOND_REVIEW) and not _same_person(
+        actor.username, first_decided_by)
+
+
+def require_second_review(actor: Actor | None, first_decided_by: str | None) -> Actor:
+    actor = require(actor, Permission.SECOND_REVIEW)
+    if not first_decided_by:
+        raise PermissionDenied("There is no first decision to review.",
+                               permission=Permission.SECOND_REVIEW.value, role=actor.role)
+    if _same_person(actor.username, first_decided_by):
+        raise PermissionDenied("A decision must be second-reviewed by someone else.",
+                               permission=Permission.SECOND_REVIEW.value, role=actor.role)
+    return actor
