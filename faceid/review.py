@@ -1,0 +1,1237 @@
+"""The review desk's service: queue, case assembly, claims and decisions.
+
+Pages render what this returns and call nothing else. Results are plain dataclasses, lists of
+dicts and pandas DataFrames (pandas stays in this layer and the pages).
+
+Concurrency rules:
+- every change to a case (claim, release, decision) is a conditional
+  ``UPDATE verifications ... WHERE id = :id AND version = :v`` whose rowcount is checked, so of
+  two people acting on the same view exactly one wins, on SQLite (``BEGIN IMMEDIATE``
+  serialises writers) and on PostgreSQL (the second UPDATE waits on the row lock, then re-reads
+  the row and no longer matches); the loser gets ``StaleCase`` / ``ClaimConflict``;
+- the conditional UPDATE runs before the audit append, so a transaction never holds the audit
+  chain's advisory lock while waiting on a row lock;
+- decisions are append-only rows (a database trigger refuses UPDATE/DELETE); the case's state is
+  its latest decision, mirrored in ``verifications.decision_state`` for the queue.
+
+Personal data is masked in everything returned here unless the actor revealed it for this case
+within ``REVEAL_WINDOW`` (an audited ``reveal_pii``); the queue always masks names.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+import pandas as pd
+from sqlalchemy import Engine, func, literal, or_, update
+from sqlalchemy.sql.elements import ColumnElement
+from sqlmodel import Session, col, select
+
+from faceid import audit, pii, vocab
+from faceid.actors import Actor
+from faceid.config import Settings
+from faceid.errors import DocumentError, FaceIDError
+from faceid.model import (
+    Comparison,
+    GetResult,
+    Liveness,
+    OcrFieldQuality,
+    OcrResult,
+    parse_document,
+)
+from faceid.summary import RISK_FLAGS
+from faceid.tables import AuditEvent, Decision, Note, RawResponse, StoredImage, Verification
+from faceid.timeutil import as_utc, fmt, utcnow
+
+log = logging.getLogger(__name__)
+
+# --------------------------------------------------------------------------- errors
+
+
+class ReviewError(FaceIDError):
+    """A review action was refused; ``str(e)`` is the plain reason shown to the reviewer."""
+
+    plain = "The review action was refused."
+
+
+class CaseNotFound(ReviewError):
+    plain = "No stored case has this biz_id."
+
+
+class NotAllowed(ReviewError):
+    plain = "Your role does not allow this action."
+
+
+class ClaimConflict(ReviewError):
+    plain = "Someone else holds the claim on this case."
+
+
+class NotClaimed(ReviewError):
+    plain = "Claim the case before deciding it."
+
+
+class InvalidDecision(ReviewError):
+    plain = "The decision is incomplete."
+
+
+class StaleCase(ReviewError):
+    plain = ("This case changed after you opened it (someone claimed, released or decided it). "
+             "Nothing was saved: reload the case, check what changed, then act again.")
+
+
+# --------------------------------------------------------------------------- vocabularies
+
+#: Outcome -> label shown on the button / selector.
+OUTCOMES: dict[str, str] = {
+    "approve": "Approve",
+    "reject": "Reject",
+    "escalate": "Escalate to a senior reviewer",
+    "reverify": "Ask the user to verify again",
+}
+#: Outcome -> the case state it leaves behind.
+OUTCOME_STATE: dict[str, str] = {
+    "approve": "approved",
+    "reject": "rejected",
+    "escalate": "escalated",
+    "reverify": "reverify",
+}
+STATES: dict[str, str] = {
+    "pending": "Waiting for a first review",
+    "escalated": "Escalated: waiting for a senior reviewer",
+    "approved": "Approved",
+    "rejected": "Rejected",
+    "reverify": "Sent back: the user must verify again",
+}
+#: States that end the review; only a senior may re-open (re-decide) such a case.
+FINAL_STATES = frozenset({"approved", "rejected", "reverify"})
+#: Reason catalogue (required, with a note, for reject and escalate).
+REASONS: dict[str, str] = {
+    "face_mismatch": "Face does not match the ID photo / reference",
+    "spoof_suspected": "Spoof or presentation attack suspected",
+    "document_tampered": "ID document looks tampered with or fake",
+    "id_data_mismatch": "ID data (name, number, dates) does not match",
+    "poor_quality": "Images or data too poor to decide",
+    "duplicate_identity": "Identity already used in another case",
+    "other": "Other (explain in the note)",
+}
+NEEDS_REASON = frozenset({"reject", "escalate"})
+NOTE_MAX = 4000
+SEARCH_MAX = 128
+BIZ_ID_MAX = 256
+#: A claim older than this may be taken over by someone else (people go home).
+CLAIM_TIMEOUT = timedelta(hours=8)
+#: How long one audited reveal keeps a case's personal data visible to that actor.
+REVEAL_WINDOW = timedelta(minutes=15)
+
+#: Sort key -> label. The SQL for each is in ``_order_by``.
+SORTS: dict[str, str] = {
+    "oldest": "Oldest first",
+    "newest": "Newest first",
+    "risk": "Most risk flags first",
+    "score": "Lowest face-compare score first",
+    "biz_id": "biz_id (A-Z)",
+}
+#: Queue filter values for "no value" (liveness/band absent, case unassigned).
+NONE = "none"
+UNASSIGNED = "__unassigned__"
+LIVENESS_OPTIONS: dict[str, str] = {"PASS": "PASS", "FAIL": "FAIL", NONE: "not returned"}
+BAND_OPTIONS: dict[str, str] = {
+    "1e-6": "≥ 1e-6 (lowest risk)",
+    "1e-5": "≥ 1e-5",
+    "1e-4": "≥ 1e-4",
+    "1e-3": "≥ 1e-3 only",
+    "below": "below 1e-3 (high risk)",
+    NONE: "no face compare",
+}
+
+COMPARISON_MEANING: dict[str, str] = {
+    "result_faceid": "Liveness face vs reference photo (the overall score)",
+    "result_idcard_photo": "Liveness face vs the face on the ID card photo",
+    "result_idcard_datasource": "Face on the ID card photo vs the reference data photo",
+}
+ID_EXCEPTION_MEANING: dict[str, dict[int, str]] = {
+    "id_attacked": {
+        1: "This ID number has been used in attacks on FaceID before (the holder may not "
+           "be involved: the ID may have been stolen).",
+        0: "No known attacks using this ID number.",
+    },
+    "id_photo_monochrome": {
+        1: "The reference photo is black-and-white, which lowers compare scores.",
+        0: "The reference photo is in colour.",
+    },
+}
+FIELD_LABELS: dict[str, str] = {
+    "name": "Name",
+    "gender": "Gender",
+    "race": "Ethnicity",
+    "birthday": "Birthday",
+    "address": "Address",
+    "id_card_number": "ID number",
+    "issued_by": "Issued by",
+    "valid_date": "Valid dates",
+}
+#: OCR field -> the ocr_*_quality keys that check it (lite 2.0 names them differently).
+_QUALITY_KEYS: dict[str, tuple[str, ...]] = {
+    "name": ("name",),
+    "gender": ("gender",),
+    "race": ("nationality", "race"),
+    "birthday": ("birth_year", "birth_month", "birth_day", "birthday"),
+    "address": ("address",),
+    "id_card_number": ("idcard_number", "id_card_number"),
+    "issued_by": ("issued_by",),
+    "valid_date": ("valid_date_start", "valid_date_end", "valid_date"),
+}
+_SIDE_FIELDS = {
+    "front": ("name", "gender", "race", "birthday", "address", "id_card_number"),
+    "back": ("issued_by", "valid_date"),
+}
+#: Confirmed field (idcard_info) -> (OCR side, OCR field).
+_CONFIRMED = {
+    "idcard_name": ("front", "name", "Name"),
+    "idcard_number": ("front", "id_card_number", "ID number"),
+    "idcard_valid_date": ("back", "valid_date", "Valid dates"),
+    "idcard_issued_by": ("back", "issued_by", "Issued by"),
+}
+LOW_QUALITY = 0.8
+
+
+# --------------------------------------------------------------------------- fetcher seam
+
+
+class Fetcher(Protocol):
+    """What the review desk needs from ``faceid.fetching.FetchService`` (duck-typed)."""
+
+    def lookup(self, biz_id: str, actor: str) -> Any: ...
+
+    def fetch(self, biz_id: str, actor: str) -> Any: ...
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True, slots=True)
+class QueueFilter:
+    """Server-side queue filters. Empty tuples / None mean 'any'."""
+
+    statuses: tuple[str, ...] = ()
+    procedure_types: tuple[str, ...] = ()
+    #: "PASS", "FAIL", or NONE (no liveness returned).
+    liveness: tuple[str, ...] = ()
+    #: Keys of BAND_OPTIONS: the strictest threshold result_faceid reaches.
+    bands: tuple[str, ...] = ()
+    #: Cases carrying ANY of these risk flags (keys of summary.RISK_FLAGS).
+    risk_flags: tuple[str, ...] = ()
+    decision_states: tuple[str, ...] = ()
+    #: A username, UNASSIGNED, or None for anyone.
+    assignee: str | None = None
+    #: Substring of biz_id or biz_no (and of the name, for roles that may reveal it).
+    search: str = ""
+    #: Only cases at least / at most this many hours old.
+    min_age_hours: float | None = None
+    max_age_hours: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class QueuePage:
+    rows: pd.DataFrame
+    #: biz_id of each row, in row order (the table's selection is positional).
+    biz_ids: list[str]
+    total: int
+    page: int
+    page_size: int
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // self.page_size))
+
+
+@dataclass(frozen=True, slots=True)
+class ImageView:
+    kind: str
+    label: str
+    #: JPEG bytes, or None when the image is missing, undecodable or purged.
+    data: bytes | None
+    #: "ok", "error" (sent but unusable), "missing" (expected, not returned), "purged".
+    state: str
+    problem: str | None = None
+    width: int | None = None
+    height: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Permission:
+    allowed: bool
+    why_not: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LivenessView:
+    result: str | None
+    result_meaning: str
+    procedure_type: str | None
+    procedure_meaning: str
+    still_type: str | None
+    still_meaning: str | None
+    counters: pd.DataFrame
+    signals: pd.DataFrame
+    signals_exceeded: list[str]
+    face_replaced: int | None
+    selfie_inconsistent: str | None
+    selfie_inconsistent_meaning: str | None
+    selfie_metadata: str | None
+    selfie_metadata_meaning: str | None
+
+
+@dataclass(frozen=True)
+class CaseView:
+    """Everything the case page shows, assembled from the store."""
+
+    biz_id: str
+    biz_no: str | None
+    request_id: str | None
+    status: str | None
+    status_meaning: str
+    fail_reason: str | None
+    fail_reason_meaning: str | None
+    verified_at: str
+    stored_at: str
+    source: str
+    time_used: int | None
+    biz_extra_data: str | None
+    #: False for NOT_STARTED/PROCESSING: the page says no result sections exist.
+    has_results: bool
+    decision_state: str
+    state_meaning: str
+    assignee: str | None
+    claimed_at: str | None
+    version: int
+    decided_by: str | None
+    decided_at: str | None
+    risk_flags: list[tuple[str, str]]
+    parse_flags: list[str]
+    images: list[ImageView]
+    idcard_mode: str | None
+    idcard_mode_user: str | None
+    #: "front"/"back" -> OCR table (field, value, quality, logic, check).
+    ocr: dict[str, pd.DataFrame]
+    #: "front"/"back" -> legality table (check, meaning, score).
+    legality: dict[str, pd.DataFrame]
+    confirmed: pd.DataFrame
+    uploads: dict[str, int | None]
+    uneditable_fields: tuple[str, ...]
+    liveness: LivenessView | None
+    comparisons: pd.DataFrame
+    verify_error: str | None
+    verify_error_meaning: str | None
+    id_exceptions: list[dict[str, Any]]
+    multifaces_tag: str | None
+    raw: dict[str, Any] | None
+    decisions: pd.DataFrame
+    notes: pd.DataFrame
+    timeline: pd.DataFrame
+    pii_revealed: bool
+    reveal_until: str | None
+    can_reveal: bool
+    claimed_by_me: bool
+    can_claim: Permission
+    can_release: Permission
+    can_decide: Permission
+
+
+@dataclass(frozen=True, slots=True)
+class ActionResult:
+    """Outcome of claim/release/decide: the new version and a sentence for the reviewer."""
+
+    biz_id: str
+    version: int
+    state: str
+    assignee: str | None
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class LookupView:
+    biz_id: str
+    stored: bool
+    message: str
+    reads_left: int | None = None
+    deadline: str | None = None
+    can_fetch: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class FetchView:
+    biz_id: str
+    ok: bool
+    stored: bool
+    message: str
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _like(term: str) -> str:
+    """A LIKE pattern matching ``term`` literally (``%``/``_`` escaped with ``\\``)."""
+    esc = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{esc}%"
+
+
+def _case_time() -> ColumnElement[datetime]:
+    # When the verification happened; a result stored without verify_time falls back to when
+    # we stored it, so every row has an age.
+    return func.coalesce(Verification.verified_at, Verification.stored_at)
+
+
+def _age(delta: timedelta) -> str:
+    hours = int(delta.total_seconds() // 3600)
+    if hours < 1:
+        return "<1h"
+    days, hours = divmod(hours, 24)
+    return f"{days}d {hours}h" if days else f"{hours}h"
+
+
+def _short_band(band: str | None) -> str:
+    """Compact band for a table cell; the case page spells out the risk in words."""
+    if band is None:
+        return "—"
+    return "below 1e-3" if band == "none" else f"≥ {band}"
+
+
+def _num(v: float | None) -> float | None:
+    return None if v is None else round(float(v), 3)
+
+
+def _clean_biz_id(biz_id: str) -> str:
+    biz_id = (biz_id or "").strip()
+    if not biz_id:
+        raise ReviewError("Enter a biz_id.")
+    if len(biz_id) > BIZ_ID_MAX or any(ord(c) < 32 for c in biz_id):
+        raise ReviewError("That is not a valid biz_id (too long or contains control "
+                          "characters).")
+    return biz_id
+
+
+def _claim_expired(v: Verification, now: datetime) -> bool:
+    at = as_utc(v.claimed_at)
+    return at is not None and now - at > CLAIM_TIMEOUT
+
+
+def _frame(rows: list[dict[str, Any]], columns: Sequence[str]) -> pd.DataFrame:
+    # An explicit column list keeps an empty table's header (and its column order) stable.
+    return pd.DataFrame(rows, columns=list(columns))
+
+
+class ReviewService:
+    """Everything the review pages need. One instance per process (cached by the dashboard)."""
+
+    def __init__(self, engine: Engine, fetcher: Fetcher | None, settings: Settings, *,
+                 clock: Callable[[], datetime] = utcnow) -> None:
+        self.engine = engine
+        self.fetcher = fetcher
+        self.settings = settings
+        self._now = clock
+
+    # ------------------------------------------------------------------ queue
+
+    def queue(self, filters: QueueFilter | None = None, sort: str = "oldest", page: int = 1,
+              page_size: int = 25, *, actor: Actor | None = None) -> QueuePage:
+        """One page of the queue, filtered, sorted and paged in SQL, with the total count."""
+        filters = filters or QueueFilter()
+        page_size = max(1, min(int(page_size), 200))
+        conds = self._conditions(filters, actor)
+        now = self._now()
+        with Session(self.engine) as s:
+            total = int(s.exec(select(func.count()).select_from(Verification)
+                               .where(*conds)).one())
+            pages = max(1, -(-total // page_size))
+            page = max(1, min(int(page), pages))
+            case_time = _case_time().label("case_time")
+            stmt = (select(Verification.biz_id, Verification.biz_no, Verification.idcard_name,
+                           Verification.status, Verification.procedure_type,
+                           Verification.liveness_result, Verification.faceid_band,
+                           Verification.faceid_confidence, Verification.risk_flags,
+                           Verification.risk_count, Verification.decision_state,
+                           Verification.assignee, case_time)
+                    .where(*conds).order_by(*self._order_by(sort))
+                    .limit(page_size).offset((page - 1) * page_size))
+            rows = s.exec(stmt).all()
+        out = []
+        for r in rows:
+            at = as_utc(r.case_time)
+            flags = [f for f in (r.risk_flags or "").split(",") if f]
+            out.append({
+                "biz_id": r.biz_id,
+                "biz_no": r.biz_no,
+                # Always masked in a list: mass exposure is where masking matters most.
+                "name": pii.mask_name(r.idcard_name),
+                "status": r.status,
+                "procedure": r.procedure_type,
+                "liveness": r.liveness_result,
+                "face compare": _short_band(r.faceid_band),
+                "score": _num(r.faceid_confidence),
+                "risks": r.risk_count,
+                "risk flags": ", ".join(flags),
+                "state": r.decision_state,
+                "assignee": r.assignee,
+                "verified (UTC)": fmt(at),
+                "age": _age(now - at) if at else "—",
+            })
+        cols = ["biz_id", "biz_no", "name", "status", "procedure", "liveness", "face compare",
+                "score", "risks", "risk flags", "state", "assignee", "verified (UTC)", "age"]
+        return QueuePage(_frame(out, cols), [r["biz_id"] for r in out], total, page, page_size)
+
+    def _conditions(self, f: QueueFilter, actor: Actor | None) -> list[ColumnElement[bool]]:
+        V = Verification
+        conds: list[ColumnElement[bool]] = []
+        if f.statuses:
+            conds.append(col(V.status).in_(f.statuses))
+        if f.procedure_types:
+            conds.append(col(V.procedure_type).in_(f.procedure_types))
+        if f.liveness:
+            opts: list[ColumnElement[bool]] = []
+            values = [v for v in f.liveness if v != NONE]
+            if values:
+                opts.append(col(V.liveness_result).in_(values))
+            if NONE in f.liveness:
+                opts.append(col(V.liveness_result).is_(None))
+            conds.append(or_(*opts))
+        if f.bands:
+            opts = []
+            values = [b for b in f.bands if b in vocab.THRESHOLD_KEYS]
+            if values:
+                opts.append(col(V.faceid_band).in_(values))
+            if "below" in f.bands:
+                opts.append(V.faceid_band == "none")
+            if NONE in f.bands:
+                opts.append(col(V.faceid_band).is_(None))
+            conds.append(or_(*opts) if opts else literal(False))
+        if f.risk_flags:
+            # risk_flags is "a,b,c": wrap in commas so one flag never matches inside another.
+            wrapped = literal(",") + V.risk_flags + literal(",")
+            conds.append(or_(*(wrapped.like(_like("," + flag + ","), escape="\\")
+                               for flag in f.risk_flags)))
+        if f.decision_states:
+            conds.append(col(V.decision_state).in_(f.decision_states))
+        if f.assignee == UNASSIGNED:
+            conds.append(col(V.assignee).is_(None))
+        elif f.assignee:
+            conds.append(V.assignee == f.assignee)
+        term = (f.search or "").strip()[:SEARCH_MAX]
+        if term:
+            pattern = _like(term)
+            opts = [col(V.biz_id).ilike(pattern, escape="\\"),
+                    col(V.biz_no).ilike(pattern, escape="\\")]
+            # Searching names would be an oracle for the masked names to anyone who may not
+            # reveal them, so it is only offered to those who may.
+            if actor is not None and pii.can_reveal(actor.role):
+                opts.append(col(V.idcard_name).ilike(pattern, escape="\\"))
+            conds.append(or_(*opts))
+        now = self._now()
+        if f.min_age_hours is not None:
+            conds.append(_case_time() <= now - timedelta(hours=float(f.min_age_hours)))
+        if f.max_age_hours is not None:
+            conds.append(_case_time() >= now - timedelta(hours=float(f.max_age_hours)))
+        return conds
+
+    @staticmethod
+    def _order_by(sort: str) -> list[Any]:
+        V = Verification
+        t = _case_time()
+        # Every order ends on the primary key so paging is stable across equal values.
+        orders: dict[str, list[Any]] = {
+            "oldest": [t.asc(), col(V.id).asc()],
+            "newest": [t.desc(), col(V.id).desc()],
+            "risk": [col(V.risk_count).desc(), t.asc(), col(V.id).asc()],
+            # NULL scores (no compare) last on both backends.
+            "score": [col(V.faceid_confidence).is_(None), col(V.faceid_confidence).asc(),
+                      col(V.id).asc()],
+            "biz_id": [col(V.biz_id).asc()],
+        }
+        if sort not in orders:
+            raise ReviewError(f"Unknown sort {sort!r}.")
+        return orders[sort]
+
+    def counts(self) -> dict[str, int]:
+        """Header numbers: pending, unclaimed, claimed, escalated, decided today, total."""
+        V = Verification
+        today = self._now().replace(hour=0, minute=0, second=0, microsecond=0)
+        with Session(self.engine) as s:
+            by_state = dict(s.exec(select(V.decision_state, func.count())
+                                   .group_by(V.decision_state)).all())
+            claimed = s.exec(select(func.count()).select_from(V)
+                             .where(col(V.assignee).is_not(None))).one()
+            unclaimed = s.exec(select(func.count()).select_from(V).where(
+                V.decision_state == "pending", col(V.assignee).is_(None))).one()
+            decided_today = s.exec(select(func.count()).select_from(Decision)
+                                   .where(Decision.decided_at >= today)).one()
+        return {
+            "pending": int(by_state.get("pending", 0)),
+            "unclaimed": int(unclaimed),
+            "claimed": int(claimed),
+            "escalated": int(by_state.get("escalated", 0)),
+            "decided_today": int(decided_today),
+            "total": int(sum(by_state.values())),
+        }
+
+    def next_case(self, actor: Actor) -> str | None:
+        """Oldest unclaimed case the actor may work: pending; seniors get escalated first."""
+        if not actor.can_decide:
+            return None
+        V = Verification
+        stale = self._now() - CLAIM_TIMEOUT
+        free = or_(col(V.assignee).is_(None), col(V.claimed_at) < stale)
+        states = ["escalated", "pending"] if actor.is_senior else ["pending"]
+        with Session(self.engine) as s:
+            for state in states:
+                biz_id = s.exec(select(V.biz_id).where(V.decision_state == state, free)
+                                .order_by(_case_time().asc(), col(V.id).asc())
+                                .limit(1)).first()
+                if biz_id is not None:
+                    return biz_id
+        return None
+
+    # ------------------------------------------------------------------ one case
+
+    def open_case(self, biz_id: str, actor: Actor, *, record_view: bool = True,
+                  reveal: bool = False) -> CaseView | None:
+        """The whole case, or None if the biz_id is not stored.
+
+        ``record_view`` writes a "view" audit event (the page does it once per opening, not on
+        every rerun). ``reveal`` shows personal data only if this actor revealed it for this
+        case within REVEAL_WINDOW (see ``reveal_pii``): the check is here, not in the page.
+        """
+        biz_id = (biz_id or "").strip()
+        with Session(self.engine) as s:
+            v = s.exec(select(Verification).where(Verification.biz_id == biz_id)).first()
+            if v is None:
+                return None
+            reveal_until = self._reveal_until(s, biz_id, actor) if reveal else None
+            if record_view:
+                audit.record(s, actor.username, "view", biz_id, {"version": v.version})
+            raw_row = s.exec(select(RawResponse)
+                             .where(RawResponse.verification_id == v.id)).first()
+            images = list(s.exec(select(StoredImage)
+                                 .where(StoredImage.verification_id == v.id)).all())
+            decisions = list(s.exec(select(Decision).where(Decision.verification_id == v.id)
+                                    .order_by(col(Decision.id))).all())
+            notes = list(s.exec(select(Note).where(Note.verification_id == v.id)
+                                .order_by(col(Note.id))).all())
+            events = audit.timeline(s, biz_id)
+            s.commit()
+            return self._assemble(v, raw_row, images, decisions, notes, events, actor,
+                                  reveal_until)
+
+    def _reveal_until(self, s: Session, biz_id: str, actor: Actor) -> datetime | None:
+        if not pii.can_reveal(actor.role):
+            return None
+        since = self._now() - REVEAL_WINDOW
+        last = s.exec(select(AuditEvent.at).where(
+            AuditEvent.biz_id == biz_id, AuditEvent.actor == actor.username,
+            AuditEvent.action == "reveal_pii", AuditEvent.at >= since,
+        ).order_by(col(AuditEvent.id).desc()).limit(1)).first()
+        at = as_utc(last)
+        return at + REVEAL_WINDOW if at else None
+
+    def _assemble(self, v: Verification, raw_row: RawResponse | None,
+                  images: list[StoredImage], decisions: list[Decision], notes: list[Note],
+                  events: list[AuditEvent], actor: Actor,
+                  reveal_until: datetime | None) -> CaseView:
+        revealed = reveal_until is not None
+        raw: dict[str, Any] | None = json.loads(raw_row.body) if raw_row else None
+        parsed = _parse_without_images(raw) if raw else None
+        info = parsed.idcard_info if parsed else None
+        live = parsed.liveness if parsed else None
+        verify = parsed.verify if parsed else None
+
+        def m(field: str, value: str | None) -> str | None:
+            return value if revealed else pii.mask_field(field, value)
+
+        now = self._now()
+        claim_p, release_p, decide_p = self._permissions(v, actor, now)
+        return CaseView(
+            biz_id=v.biz_id,
+            biz_no=v.biz_no,
+            request_id=v.request_id,
+            status=v.status,
+            status_meaning=vocab.meaning(vocab.STATUS_MEANING, v.status),
+            fail_reason=v.fail_reason,
+            fail_reason_meaning=vocab.meaning(vocab.FAIL_REASON_MEANING, v.fail_reason)
+            if v.fail_reason else None,
+            verified_at=fmt(v.verified_at),
+            stored_at=fmt(v.stored_at),
+            source=v.source,
+            time_used=parsed.time_used if parsed else None,
+            biz_extra_data=parsed.biz_info.biz_extra_data if parsed else None,
+            has_results=v.status not in vocab.STATUSES_WITHOUT_RESULTS,
+            decision_state=v.decision_state,
+            state_meaning=STATES.get(v.decision_state, v.decision_state),
+            assignee=v.assignee,
+            claimed_at=fmt(v.claimed_at) if v.claimed_at else None,
+            version=v.version,
+            decided_by=v.decided_by,
+            decided_at=fmt(v.decided_at) if v.decided_at else None,
+            risk_flags=[(f, RISK_FLAGS.get(f, f)) for f in (v.risk_flags or "").split(",") if f],
+            parse_flags=list(v.parse_flags or []),
+            images=_image_views(parsed, images, v),
+            idcard_mode=info.idcard_mode if info else None,
+            idcard_mode_user=vocab.meaning(vocab.IDCARD_MODE_USER_MEANING,
+                                           info.idcard_mode_user)
+            if info and info.idcard_mode_user else None,
+            ocr=_ocr_tables(parsed, revealed),
+            legality=_legality_tables(parsed),
+            confirmed=_confirmed_table(parsed, m),
+            uploads={side: (getattr(info, f"{side}_side").upload_times
+                            if info and getattr(info, f"{side}_side") else None)
+                     for side in ("front", "back")},
+            uneditable_fields=info.uneditable_fields if info else (),
+            liveness=_liveness_view(live) if live else None,
+            comparisons=_comparison_table(verify.comparisons if verify else ()),
+            verify_error=verify.error_message if verify else None,
+            verify_error_meaning=vocab.meaning(vocab.VERIFY_ERROR_MEANING, verify.error_message)
+            if verify and verify.error_message else None,
+            id_exceptions=_id_exceptions(parsed),
+            multifaces_tag=parsed.multifaces_tag if parsed else None,
+            raw=(raw if revealed else pii.mask_document(raw)) if raw else None,
+            decisions=_frame([{
+                "time (UTC)": fmt(d.decided_at), "actor": d.actor,
+                "outcome": d.outcome, "reason": REASONS.get(d.reason or "", d.reason),
+                "note": d.note, "on version": d.based_on_version,
+            } for d in decisions], ["time (UTC)", "actor", "outcome", "reason", "note",
+                                    "on version"]),
+            notes=_frame([{"time (UTC)": fmt(n.created_at), "actor": n.actor, "note": n.text}
+                          for n in notes], ["time (UTC)", "actor", "note"]),
+            timeline=_frame([{"time (UTC)": fmt(e.at), "actor": e.actor, "action": e.action,
+                              "detail": e.detail} for e in events],
+                            ["time (UTC)", "actor", "action", "detail"]),
+            pii_revealed=revealed,
+            reveal_until=fmt(reveal_until) if reveal_until else None,
+            can_reveal=pii.can_reveal(actor.role),
+            claimed_by_me=v.assignee == actor.username,
+            can_claim=claim_p,
+            can_release=release_p,
+            can_decide=decide_p,
+        )
+
+    # ------------------------------------------------------------------ permissions
+
+    def _claim_refusal(self, v: Verification, actor: Actor,
+                       now: datetime) -> ReviewError | None:
+        """Why ``actor`` may not claim ``v`` now (the error to raise), or None."""
+        if not actor.can_decide:
+            return NotAllowed(f"Your role ({actor.role}) can view cases but not claim or "
+                              "decide them.")
+        if v.assignee == actor.username:
+            return ReviewError("You already hold the claim on this case.")
+        if v.decision_state == "escalated" and not actor.is_senior:
+            return NotAllowed("This case is escalated: only a senior reviewer can take it.")
+        if v.decision_state in FINAL_STATES and not actor.is_senior:
+            return NotAllowed(f"This case is already decided ({v.decision_state}); only a "
+                              "senior reviewer can re-open it.")
+        if v.assignee and not _claim_expired(v, now):
+            return ClaimConflict(f"Claimed by {v.assignee} since {fmt(v.claimed_at)}.")
+        return None
+
+    def _permissions(self, v: Verification, actor: Actor,
+                     now: datetime) -> tuple[Permission, Permission, Permission]:
+        refusal = self._claim_refusal(v, actor, now)
+        claim = Permission(refusal is None, str(refusal) if refusal else None)
+        if v.assignee is None:
+            release = Permission(False, "The case is not claimed.")
+        elif v.assignee == actor.username or actor.is_senior:
+            release = Permission(True)
+        else:
+            release = Permission(False, f"Claimed by {v.assignee}; only they or a senior "
+                                 "reviewer can release it.")
+        if not actor.can_decide:
+            decide = Permission(False, f"Your role ({actor.role}) cannot decide cases.")
+        elif v.assignee != actor.username:
+            decide = Permission(False, "Claim the case before deciding it.")
+        else:
+            decide = Permission(True)
+        return claim, release, decide
+
+    # ------------------------------------------------------------------ actions
+
+    def _load(self, s: Session, biz_id: str) -> Verification:
+        v = s.exec(select(Verification).where(Verification.biz_id == biz_id)).first()
+        if v is None:
+            raise CaseNotFound()
+        return v
+
+    @staticmethod
+    def _check_version(v: Verification, expected_version: int) -> None:
+        if v.version != expected_version:
+            raise StaleCase()
+
+    def _bump(self, s: Session, v: Verification, expected_version: int,
+              extra_where: Iterable[ColumnElement[bool]] = (), **values: Any) -> int:
+        """The conditional UPDATE: applies ``values`` only if the row is still at
+        ``expected_version``; returns the new version or raises StaleCase."""
+        assert v.id is not None
+        stmt = (update(Verification)
+                .where(Verification.id == v.id, Verification.version == expected_version,
+                       *extra_where)
+                .values(version=Verification.version + 1, **values)
+                .execution_options(synchronize_session=False))
+        result = s.execute(stmt)
+        if result.rowcount != 1:
+            raise StaleCase()
+        return expected_version + 1
+
+    def claim(self, biz_id: str, actor: Actor, expected_version: int) -> ActionResult:
+        biz_id = _clean_biz_id(biz_id)
+        now = self._now()
+        with Session(self.engine) as s:
+            v = self._load(s, biz_id)
+            self._check_version(v, expected_version)
+            if v.assignee == actor.username and actor.can_decide:
+                # Claiming twice (a double click) is not an error and changes nothing.
+                return ActionResult(biz_id, v.version, v.decision_state, v.assignee,
+                                    "You already hold the claim on this case.")
+            refusal = self._claim_refusal(v, actor, now)
+            if refusal is not None:
+                raise refusal
+            previous = v.assignee
+            version = self._bump(s, v, expected_version, assignee=actor.username,
+                                 claimed_at=now)
+            detail: dict[str, Any] = {"version": version}
+            if previous:
+                detail["took_over_expired_claim_of"] = previous
+            audit.record(s, actor.username, "claim", biz_id, detail)
+            state = v.decision_state
+            s.commit()
+        return ActionResult(biz_id, version, state, actor.username,
+                            "You hold the claim on this case.")
+
+    def release(self, biz_id: str, actor: Actor, expected_version: int) -> ActionResult:
+        biz_id = _clean_biz_id(biz_id)
+        with Session(self.engine) as s:
+            v = self._load(s, biz_id)
+            self._check_version(v, expected_version)
+            _, release_p, _ = self._permissions(v, actor, self._now())
+            if not release_p.allowed:
+                raise NotAllowed(release_p.why_not)
+            holder = v.assignee
+            version = self._bump(s, v, expected_version, assignee=None, claimed_at=None)
+            detail: dict[str, Any] = {"version": version}
+            if holder != actor.username:
+                detail["released_claim_of"] = holder
+            audit.record(s, actor.username, "release", biz_id, detail)
+            state = v.decision_state
+            s.commit()
+        return ActionResult(biz_id, version, state, None, "Claim released.")
+
+    def decide(self, biz_id: str, actor: Actor, outcome: str, reason: str | None,
+               note: str | None, expected_version: int) -> ActionResult:
+        """Record a decision. Validation first, then the claim, then the version race."""
+        biz_id = _clean_biz_id(biz_id)
+        outcome, reason, note = validate_decision(outcome, reason, note)
+        now = self._now()
+        with Session(self.engine) as s:
+            v = self._load(s, biz_id)
+            if not actor.can_decide:
+                raise NotAllowed(f"Your role ({actor.role}) cannot decide cases.")
+            self._check_version(v, expected_version)
+            if v.assignee != actor.username:
+                raise NotClaimed("Claim the case before deciding it." if v.assignee is None
+                                 else f"{v.assignee} holds the claim on this case.")
+            state = OUTCOME_STATE[outcome]
+            # The claim is part of the condition too: holding it is the right to decide.
+            version = self._bump(s, v, expected_version, [Verification.assignee ==
+                                                          actor.username],
+                                 decision_state=state, decided_by=actor.username,
+                                 decided_at=now, assignee=None, claimed_at=None)
+            assert v.id is not None
+            s.add(Decision(verification_id=v.id, biz_id=biz_id, actor=actor.username,
+                           outcome=outcome, reason=reason, note=note, decided_at=now,
+                           based_on_version=expected_version))
+            # The note itself lives in the decision row; the trail records that there is one.
+            audit.record(s, actor.username, "decide", biz_id, {
+                "outcome": outcome, "reason": reason, "state": state,
+                "based_on_version": expected_version, "version": version,
+                "note_chars": len(note or ""),
+            })
+            s.commit()
+        return ActionResult(biz_id, version, state, None,
+                            f"Decision recorded: {OUTCOMES[outcome]} (case is now {state}).")
+
+    def add_note(self, biz_id: str, actor: Actor, text: str) -> None:
+        biz_id = _clean_biz_id(biz_id)
+        text = (text or "").strip()
+        if not text:
+            raise InvalidDecision("The note is empty.")
+        if len(text) > NOTE_MAX:
+            raise InvalidDecision(f"The note is too long (max {NOTE_MAX} characters).")
+        with Session(self.engine) as s:
+            v = self._load(s, biz_id)
+            assert v.id is not None
+            s.add(Note(verification_id=v.id, actor=actor.username, text=text,
+                       created_at=self._now()))
+            audit.record(s, actor.username, "note", biz_id, {"chars": len(text)})
+            s.commit()
+
+    def reveal_pii(self, biz_id: str, actor: Actor) -> CaseView:
+        """Audited reveal of this case's personal data, valid for REVEAL_WINDOW."""
+        biz_id = _clean_biz_id(biz_id)
+        if not pii.can_reveal(actor.role):
+            raise NotAllowed(f"Your role ({actor.role}) may not reveal personal data.")
+        with Session(self.engine) as s:
+            self._load(s, biz_id)
+            audit.record(s, actor.username, "reveal_pii", biz_id,
+                         {"window_minutes": int(REVEAL_WINDOW.total_seconds() // 60)})
+            s.commit()
+        view = self.open_case(biz_id, actor, record_view=False, reveal=True)
+        assert view is not None
+        return view
+
+    # ------------------------------------------------------------------ lookup / fetch
+
+    def lookup(self, biz_id: str, actor: Actor) -> LookupView:
+        """Store first; otherwise what FaceID still allows (reads left, deadline). No API call."""
+        biz_id = _clean_biz_id(biz_id)
+        with Session(self.engine) as s:
+            found = s.exec(select(Verification.id)
+                           .where(Verification.biz_id == biz_id)).first()
+        if found is not None:
+            return LookupView(biz_id, True, "Stored: opening the case.")
+        if self.fetcher is None:
+            return LookupView(biz_id, False, "Not in the store, and fetching is not available.")
+        try:
+            res = self.fetcher.lookup(biz_id, actor.username)
+        except FaceIDError as exc:
+            return LookupView(biz_id, False, str(exc))
+        if getattr(res, "stored", False):
+            return LookupView(biz_id, True, "Stored: opening the case.")
+        q = getattr(res, "quota", None)
+        deadline = getattr(q, "deadline", None)
+        can_read = bool(getattr(q, "can_read", False))
+        reads_left = getattr(q, "reads_left", None)
+        return LookupView(
+            biz_id, False, str(getattr(res, "message", "Not in the store.")),
+            # A closed window or a destroyed result leaves no read, whatever the ledger counts.
+            reads_left=reads_left if can_read or reads_left is None else 0,
+            deadline=fmt(deadline) if isinstance(deadline, datetime) else None,
+            can_fetch=can_read,
+        )
+
+    def fetch(self, biz_id: str, actor: Actor) -> FetchView:
+        """Fetch a biz_id from FaceID into the store; every failure becomes a plain message."""
+        biz_id = _clean_biz_id(biz_id)
+        if not actor.can_decide:
+            # Fetching spends FaceID's quota: not for read-only roles.
+            raise NotAllowed(f"Your role ({actor.role}) may not fetch from FaceID.")
+        if self.fetcher is None:
+            return FetchView(biz_id, False, False, "Fetching is not available.")
+        try:
+            out = self.fetcher.fetch(biz_id, actor.username)
+        except FaceIDError as exc:
+            return FetchView(biz_id, False, False, str(exc))
+        except Exception as exc:
+            # Never hand an unexpected exception's text to the page: it could carry a URL with
+            # the api_secret. The log is scrubbed by faceid.redact.
+            log.error("fetch of %s failed unexpectedly", biz_id, exc_info=True)
+            return FetchView(biz_id, False, False,
+                             f"The fetch failed unexpectedly ({type(exc).__name__}).")
+        ok = bool(getattr(out, "ok", False))
+        with Session(self.engine) as s:
+            stored = s.exec(select(Verification.id)
+                            .where(Verification.biz_id == biz_id)).first() is not None
+        return FetchView(biz_id, ok, stored, str(getattr(out, "message", "")))
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def validate_decision(outcome: str, reason: str | None,
+                      note: str | None) -> tuple[str, str | None, str | None]:
+    """Check a decision before any database work; returns it normalised."""
+    if outcome not in OUTCOMES:
+        raise InvalidDecision(f"Unknown outcome {outcome!r}.")
+    reason = (reason or "").strip() or None
+    note = (note or "").strip() or None
+    if reason is not None and reason not in REASONS:
+        raise InvalidDecision(f"Unknown reason {reason!r}: pick one from the list.")
+    if outcome in NEEDS_REASON:
+        if reason is None:
+            raise InvalidDecision(f"{OUTCOMES[outcome]} needs a reason from the list.")
+        if note is None:
+            raise InvalidDecision(f"{OUTCOMES[outcome]} needs a note explaining it.")
+    if note is not None and len(note) > NOTE_MAX:
+        raise InvalidDecision(f"The note is too long (max {NOTE_MAX} characters).")
+    return outcome, reason, note
+
+
+# --------------------------------------------------------------------------- assembly
+
+
+def _parse_without_images(raw: dict[str, Any]) -> GetResult | None:
+    # Images come from the images table (bytes, errors); the stored body has them elided as
+    # "sha256:..", which the parser would only flag as malformed base64.
+    doc = {k: v for k, v in raw.items() if k not in ("images", "multifaces_image")}
+    try:
+        return parse_document(doc)
+    except DocumentError:
+        return None
+
+
+def _expected_images(parsed: GetResult | None) -> list[str]:
+    """Image kinds a reviewer should expect for this case (to mark absent ones as missing)."""
+    if parsed is None or parsed.status in vocab.STATUSES_WITHOUT_RESULTS:
+        return []
+    kinds: list[str] = []
+    live = parsed.liveness
+    if live is not None:
+        kinds += ["face_front", "face_side"] if live.procedure_type == "selfie" else ["best"]
+    info = parsed.idcard_info
+    if info is not None:
+        if info.front_side is not None:
+            kinds.append("idcard_front")
+        if info.back_side is not None:
+            kinds.append("idcard_back")
+    if parsed.multifaces_tag == "1":
+        kinds.append(vocab.MULTIFACES_KIND)
+    return kinds
+
+
+def _image_views(parsed: GetResult | None, rows: list[StoredImage],
+                 v: Verification) -> list[ImageView]:
+    by_kind = {r.kind: r for r in rows}
+    order = [*vocab.IMAGE_KEYS, vocab.MULTIFACES_KIND]
+    kinds = [k for k in order if k in by_kind or k in _expected_images(parsed)]
+    kinds += sorted(k for k in by_kind if k not in order)
+    out = []
+    for kind in kinds:
+        label = vocab.IMAGE_LABELS.get(kind, kind)
+        r = by_kind.get(kind)
+        if r is None:
+            out.append(ImageView(kind, label, None, "missing", "Not returned by FaceID."))
+        elif r.purged_at is not None or (v.images_purged_at and r.data is None):
+            out.append(ImageView(kind, label, None, "purged",
+                                 f"Removed by the retention policy on {fmt(r.purged_at)}."))
+        elif r.data is None or r.error:
+            out.append(ImageView(kind, label, None, "error",
+                                 f"Sent but unusable: {r.error or 'no data'}."))
+        else:
+            out.append(ImageView(kind, label, r.data, "ok", None, r.width, r.height))
+    return out
+
+
+def _quality_for(field: str, quality: dict[str, OcrFieldQuality]) -> list[OcrFieldQuality]:
+    return [quality[k] for k in _QUALITY_KEYS.get(field, (field,)) if k in quality]
+
+
+def _ocr_value(ocr: OcrResult, field: str) -> str | None:
+    if field == "birthday":
+        bd = ocr.birthday
+        if bd is None:
+            return None
+        return bd.iso() or "-".join(p or "?" for p in (bd.year, bd.month, bd.day))
+    return getattr(ocr, field)
+
+
+def _ocr_tables(parsed: GetResult | None, revealed: bool) -> dict[str, pd.DataFrame]:
+    def m(field: str, value: str | None) -> str | None:
+        return value if revealed else pii.mask_field(field, value)
+
+    cols = ["field", "value", "quality", "logic", "check"]
+    info = parsed.idcard_info if parsed else None
+    out: dict[str, pd.DataFrame] = {}
+    if info is None:
+        return out
+    for side in ("front", "back"):
+        card = getattr(info, f"{side}_side")
+        quality = getattr(info, f"ocr_{side}_quality")
+        ocr = card.ocr_result if card else None
+        if ocr is None and not quality:
+            continue
+        rows: list[dict[str, Any]] = []
+        used: set[str] = set()
+        for field in _SIDE_FIELDS[side]:
+            value = _ocr_value(ocr, field) if ocr else None
+            qs = _quality_for(field, quality)
+            used.update(k for k in _QUALITY_KEYS.get(field, (field,)) if k in quality)
+            if value is None and not qs:
+                continue
+            rows.append(_ocr_row(FIELD_LABELS[field], m(field, value), qs))
+        for key, q in quality.items():
+            # Quality checks on fields the OCR block does not carry (FaceID may add some).
+            if key not in used:
+                shown = q.result if revealed else pii.mask_quality_result(key, q.result)
+                rows.append(_ocr_row(key, shown, [q]))
+        out[side] = _frame(rows, cols)
+    return out
+
+
+def _ocr_row(label: str, value: str | None, qs: list[OcrFieldQuality]) -> dict[str, Any]:
+    quals = [q.quality for q in qs if q.quality is not None]
+    logic = [q.logic for q in qs if q.logic is not None]
+    low = any(q.is_low(LOW_QUALITY) for q in qs)
+    check = "no check" if not qs else ("LOW QUALITY" if any(
+        q.quality is not None and q.quality < LOW_QUALITY for q in qs) else "")
+    if any(logic):
+        check = (check + " / " if check and check != "no check" else "") + "LOGIC ERROR"
+    return {"field": label, "value": value, "quality": min(quals) if quals else None,
+            "logic": max(logic) if logic else None,
+            "check": check if (low or not qs) else "ok"}
+
+
+def _legality_tables(parsed: GetResult | None) -> dict[str, pd.DataFrame]:
+    info = parsed.idcard_info if parsed else None
+    out: dict[str, pd.DataFrame] = {}
+    if info is None:
+        return out
+    for side in ("front", "back"):
+        card = getattr(info, f"{side}_side")
+        ocr = card.ocr_result if card else None
+        if ocr is None or not ocr.legality:
+            continue
+        rows = [{"check": key, "meaning": vocab.LEGALITY_MEANING.get(key.strip(),
+                                                                      "not on the FaceID page"),
+                 "score": score} for key, score in ocr.legality.items()]
+        out[side] = _frame(rows, ["check", "meaning", "score"])
+    return out
+
+
+def _norm(value: str | None) -> str:
+    return "".join((value or "").split()).upper()
+
+
+def _confirmed_table(parsed: GetResult | None,
+                     m: Callable[[str, str | None], str | None]) -> pd.DataFrame:
+    cols = ["field", "confirmed", "OCR", "differs", "uneditable"]
+    info = parsed.idcard_info if parsed else None
+    if info is None:
+        return _frame([], cols)
+    rows = []
+    for key, (side, field, label) in _CONFIRMED.items():
+        confirmed = getattr(info, key)
+        card = getattr(info, f"{side}_side")
+        ocr_value = getattr(card.ocr_result, field) if card and card.ocr_result else None
+        if confirmed is None and ocr_value is None:
+            continue
+        # Compared on the clear values; only the display is masked.
+        differs = (confirmed is not None and ocr_value is not None
+                   and _norm(confirmed) != _norm(ocr_value))
+        rows.append({"field": label, "confirmed": m(key, confirmed),
+                     "OCR": m(field, ocr_value), "differs": differs,
+                     "uneditable": key in info.uneditable_fields})
+    return _frame(rows, cols)
+
+
+def _liveness_view(live: Liveness) -> LivenessView:
+    documented = set(vocab.DETAIL_COUNTERS.get(live.counter_set() or "", ()))
+    rows: list[dict[str, Any]] = []
+    for key, count in live.details.items():
+        rows.append({"photo": "—", "counter": key, "count": count,
+                     "meaning": vocab.DETAIL_MEANING.get(key, "not on the FaceID page"),
+                     "documented": key in documented if documented else None})
+    for photo in ("face_front", "face_side"):
+        allowed = set(vocab.DETAIL_COUNTERS[f"selfie:{photo}"])
+        for key, count in getattr(live, photo).items():
+            rows.append({"photo": photo.replace("face_", "selfie "), "counter": key,
+                         "count": count,
+                         "meaning": vocab.DETAIL_MEANING.get(key, "not on the FaceID page"),
+                         "documented": key in allowed})
+    gen = live.genuineness
+    sig_rows = [{"signal": sgl.label, "confidence": sgl.confidence, "threshold": sgl.threshold,
+                 "over threshold": sgl.exceeded} for sgl in (gen.signals if gen else ())]
+    return LivenessView(
+        result=live.result,
+        result_meaning={"PASS": "Liveness passed.", "FAIL": "Liveness FAILED."}.get(
+            live.result or "", vocab.meaning({}, live.result)),
+        procedure_type=live.procedure_type,
+        procedure_meaning=vocab.meaning(vocab.PROCEDURE_MEANING, live.procedure_type),
+        still_type=live.still_type,
+        still_meaning=vocab.meaning(vocab.STILL_TYPE_MEANING, live.still_type)
+        if live.still_type else None,
+        counters=_frame(rows, ["photo", "counter", "count", "meaning", "documented"]),
+        signals=_frame(sig_rows, ["signal", "confidence", "threshold", "over threshold"]),
+        signals_exceeded=[sgl.label for sgl in gen.exceeded()] if gen else [],
+        face_replaced=gen.face_replaced if gen else None,
+        selfie_inconsistent=gen.selfie_inconsistent if gen else None,
+        selfie_inconsistent_meaning=vocab.meaning(vocab.SELFIE_INCONSISTENT_MEANING,
+                                                  gen.selfie_inconsistent)
+        if gen and gen.selfie_inconsistent else None,
+        selfie_metadata=gen.selfie_metadata_inconsistent if gen else None,
+        selfie_metadata_meaning=vocab.meaning(vocab.SELFIE_METADATA_MEANING,
+                                              gen.selfie_metadata_inconsistent)
+        if gen and gen.selfie_metadata_inconsistent else None,
+    )
+
+
+def _comparison_meaning(name: str) -> str:
+    if name.startswith("result_ref") and name[len("result_ref"):].isdigit():
+        return f"Liveness face vs uploaded reference image_ref{name[len('result_ref'):]}"
+    return COMPARISON_MEANING.get(name, "not on the FaceID page")
+
+
+def _risk_level(c: Comparison) -> str:
+    band = c.band()
+    if c.confidence is None:
+        return "no score"
+    if band.strictest_passed:
+        return f"reaches {band.strictest_passed}: " + vocab.THRESHOLD_MEANING.get(
+            band.strictest_passed, "")
+    if band.failed:
+        return "below every threshold: HIGH RISK (false-accept risk above 1 in 1,000)"
+    return "no thresholds"
+
+
+def _comparison_table(comparisons: Iterable[Comparison]) -> pd.DataFrame:
+    rows = []
+    for c in comparisons:
+        row: dict[str, Any] = {"comparison": c.name, "compares": _comparison_meaning(c.name),
+                               "confidence": c.confidence}
+        for key in vocab.THRESHOLD_KEYS:
+            row[key] = c.thresholds.get(key)
+        row["band"] = c.band().describe()
+        row["risk level"] = _risk_level(c)
+        rows.append(row)
+    return _frame(rows, ["comparison", "compares", "confidence", *vocab.THRESHOLD_KEYS, "band",
+                         "risk level"])
+
+
+def _id_exceptions(parsed: GetResult | None) -> list[dict[str, Any]]:
+    verify = parsed.verify if parsed else None
+    if verify is None:
+        return []
+    out = []
+    for key in ("id_attacked", "id_photo_monochrome"):
+        value = getattr(verify, key)
+        if value is None:
+            continue
+        out.append({"exception": key, "value": value,
+                    "meaning": ID_EXCEPTION_MEANING[key].get(value, "not on the FaceID page")})
+    return out
+
+
+__all__ = [
+    "BAND_OPTIONS",
+    "LIVENESS_OPTIONS",
+    "OUTCOMES",
+    "REASONS",
+    "SORTS",
+    "STATES",
+    "UNASSIGNED",
+    "ActionResult",
+    "CaseNotFound",
+    "CaseView",
+    "ClaimConflict",
+    "FetchView",
+    "ImageView",
+    "InvalidDecision",
+    "LookupView",
+    "NotAllowed",
+    "NotClaimed",
+    "QueueFilter",
+    "QueuePage",
+    "ReviewError",
+    "ReviewService",
+    "StaleCase",
+    "validate_decision",
+]

@@ -1,0 +1,389 @@
+"""AppTest checks of the pages and the dashboard: smoke tests, lookup/fetch, claim and decide,
+stale-view refusal, and that attacker-controlled text never reaches a Markdown element.
+
+Pages are rendered two ways: through ``dashboard.py`` (real routing, demo mode, a seeded SQLite
+file) and alone via ``AppTest.from_function`` with a ReviewService built here, so a fake fetcher
+can stand in for FaceID.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from faceid import schema, store
+from faceid.actors import demo_actor
+from faceid.config import Settings
+from faceid.db import make_engine, memory_engine
+from faceid.errors import ResultNotFound
+from faceid.review import ReviewService
+from faceid.simulator import generate_batch, generate_result
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO_KEY = b"faceid-review-desk-demo-pii-key"
+REVIEWER = demo_actor("demo.reviewer")
+SENIOR = demo_actor("demo.senior")
+AUDITOR = demo_actor("demo.auditor")
+TIMEOUT = 30
+HOSTILE = ("[click](http://evil)", "<img src=x onerror=alert(1)>", "<script>",
+           '=HYPERLINK("http://x"', "](http", "onerror")
+NOT_STORED = "1760000000,not-stored-yet"
+
+_DOCS: list[dict[str, Any]] = []
+
+
+def docs() -> list[dict[str, Any]]:
+    if not _DOCS:
+        _DOCS.extend(generate_batch(12, seed=11))
+        hostile = generate_result(5, hostile=True)
+        # An image kind the page does not know: its name becomes a label on screen.
+        hostile["images"]["image_[click](http://evil)"] = hostile["images"]["image_face_front"]
+        _DOCS.append(hostile)
+    return _DOCS
+
+
+def hostile_biz() -> str:
+    return docs()[-1]["biz_info"]["biz_id"]
+
+
+def seed(engine) -> None:
+    for d in docs():
+        store.ingest(engine, json.dumps(d).encode(), source="import", hash_key=DEMO_KEY)
+
+
+@dataclass
+class Quota:
+    reads_left: int = 2
+    deadline: datetime | None = datetime(2025, 10, 11, 8, 0, tzinfo=UTC)
+    can_read: bool = True
+
+
+@dataclass
+class Lookup:
+    biz_id: str
+    stored: bool
+    quota: Quota
+    message: str
+
+
+@dataclass
+class Outcome:
+    biz_id: str
+    ok: bool
+    message: str
+
+
+class FakeFetcher:
+    def __init__(self, engine, error: Exception | None = None) -> None:
+        self.engine, self.error = engine, error
+        self.calls: list[str] = []
+
+    def lookup(self, biz_id: str, actor: str) -> Lookup:
+        return Lookup(biz_id, False, Quota(), "Not in the store yet. Fetching spends one read.")
+
+    def fetch(self, biz_id: str, actor: str, refetch: bool = False) -> Outcome:
+        self.calls.append(biz_id)
+        if self.error is not None:
+            raise self.error
+        doc = generate_result(77, biz_id=biz_id, status="OK")
+        store.ingest(self.engine, json.dumps(doc).encode(), source="api", hash_key=DEMO_KEY)
+        return Outcome(biz_id, True, "Fetched and stored.")
+
+
+@pytest.fixture
+def service() -> ReviewService:
+    engine = memory_engine()
+    schema.create_all(engine)
+    seed(engine)
+    return ReviewService(engine, FakeFetcher(engine), Settings())
+
+
+def queue_app(service, actor) -> None:
+    from pages import queue
+
+    queue.render(service, actor)
+
+
+def case_app(service, actor) -> None:
+    from pages import case
+
+    case.render(service, actor)
+
+
+def page(fn, service, actor=REVIEWER, **query: str) -> AppTest:
+    at = AppTest.from_function(fn, args=(service, actor), default_timeout=TIMEOUT)
+    at.query_params.update(query)
+    return at.run()
+
+
+def texts(at: AppTest) -> list[str]:
+    return [t.value for t in at.text]
+
+
+def markdown_like(at: AppTest) -> list[str]:
+    """Every element whose text Streamlit renders as Markdown."""
+    out: list[str] = []
+    for kind in ("markdown", "caption", "title", "header", "subheader", "error", "warning",
+                 "info", "success"):
+        out += [str(e.value) for e in getattr(at, kind)]
+    out += [str(m.label) for m in at.metric]
+    out += [c for img in at.image for c in img.captions]
+    out += [str(t.label) for t in at.tabs] + [str(e.label) for e in at.expander]
+    return out
+
+
+def button(at: AppTest, label: str):
+    return next(b for b in at.button if b.label == label)
+
+
+def no_exception(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+
+
+# --------------------------------------------------------------------------- smoke
+
+
+def test_queue_page_smoke(service: ReviewService) -> None:
+    at = page(queue_app, service)
+    no_exception(at)
+    assert at.title[0].value == "Review queue"
+    table = at.dataframe[0].value
+    assert len(table) == 13 and "biz_id" in table.columns
+    at.multiselect(key="q_liveness").set_value(["none"]).run()
+    assert len(at.dataframe[0].value) == 2
+    assert set(at.dataframe[0].value["status"]) == {"PROCESSING", "FAILED"}
+    at.multiselect(key="q_liveness").set_value(["FAIL"]).run()
+    assert not at.dataframe and any("No case matches" in i.value for i in at.info)
+
+
+def test_case_page_smoke(service: ReviewService) -> None:
+    biz = next(d["biz_info"]["biz_id"] for d in docs()
+               if d.get("images") and d["status"] == "OK")
+    at = page(case_app, service, biz_id=biz)
+    no_exception(at)
+    assert [t.label for t in at.tabs] == ["Images", "ID card", "Liveness", "Face compare",
+                                          "Timeline", "Raw response"]
+    assert len(at.image) >= 2 and at.json
+    assert biz in [c.value for c in at.code]
+    assert button(at, "Claim this case")
+    timeline = at.dataframe[-1].value
+    assert list(timeline["action"]) == ["imported", "view"]
+    # Reruns of the same page do not add "view" events; the zoom/rotate view renders.
+    at.radio(key="img_rotate").set_value(90).run()
+    no_exception(at)
+    assert list(at.dataframe[-1].value["action"]) == ["imported", "view"]
+
+
+def test_case_page_without_or_with_unknown_biz_id(service: ReviewService) -> None:
+    at = page(case_app, service)
+    no_exception(at)
+    assert at.title[0].value == "Case" and at.text_input(key="case_biz_id")
+    at = page(case_app, service, biz_id="nope")
+    no_exception(at)
+    assert at.title[0].value == "Case not found" and "nope" in [c.value for c in at.code]
+
+
+@pytest.fixture
+def dashboard_db(tmp_path, monkeypatch) -> str:
+    url = f"sqlite:///{tmp_path}/desk.db"
+    engine = make_engine(url)
+    schema.upgrade(engine)
+    seed(engine)
+    engine.dispose()
+    for var in ("FACEID_API_KEY", "FACEID_API_SECRET", "FACEID_BASE_URL", "FACEID_PII_KEY"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("DATABASE_URL", url)
+    return url
+
+
+def dashboard() -> AppTest:
+    return AppTest.from_file(str(ROOT / "dashboard.py"), default_timeout=TIMEOUT).run()
+
+
+def test_dashboard_smoke_select_claim_decide(dashboard_db: str) -> None:
+    at = dashboard()
+    no_exception(at)
+    assert "DEMO MODE" in at.sidebar.warning[0].value
+    assert "demo.reviewer" in " ".join(t.value for t in at.sidebar.text)
+    assert {m.label for m in at.sidebar.metric} >= {"Pending", "Claimed", "Decided today"}
+    assert at.title[0].value == "Review queue"
+    first = at.dataframe[0].value.iloc[0]["biz_id"]
+    # AppTest cannot click a grid row: seed the selection state the grid would send.
+    at.session_state["queue_table"] = {"selection": {"rows": [0], "columns": [],
+                                                     "cells": []}}
+    at.run()
+    no_exception(at)
+    assert at.title[0].value == "Case" and at.query_params["biz_id"] == first
+    button(at, "Claim this case").click().run()
+    assert "You hold the claim on this case." in [s.value for s in at.success]
+    # Reject needs a reason and a note: refused with a plain message, nothing recorded.
+    at.radio(key="decide_outcome").set_value("reject")
+    button(at, "Record decision").click().run()
+    assert any("needs a reason" in e.value for e in at.error)
+    at.radio(key="decide_outcome").set_value("reject")
+    at.selectbox(key="decide_reason").set_value("face_mismatch")
+    at.text_area(key="decide_note").set_value("Different person on the ID photo.")
+    button(at, "Record decision").click().run()
+    no_exception(at)
+    assert any("Decision recorded" in s.value for s in at.success)
+    history = [d.value for d in at.dataframe]
+    decisions = next(d for d in history if "outcome" in d.columns)
+    assert list(decisions["outcome"]) == ["reject"]
+    timeline = next(d for d in history if "action" in d.columns)
+    assert list(timeline["action"])[-2:] == ["claim", "decide"]
+    # "Next case" opens the oldest unclaimed pending case.
+    button(at, "Next case").click().run()
+    no_exception(at)
+    assert at.query_params["biz_id"] != first
+    assert at.title[0].value == "Case"
+
+
+def test_dashboard_demo_user_switch(dashboard_db: str) -> None:
+    at = dashboard()
+    at.sidebar.selectbox(key="demo_user").set_value("demo.auditor").run()
+    no_exception(at)
+    assert "demo.auditor" in " ".join(t.value for t in at.sidebar.text)
+    assert button(at, "Next case for me").disabled
+
+
+# --------------------------------------------------------------------------- lookup / fetch
+
+
+def test_lookup_stored_opens_the_case(service: ReviewService) -> None:
+    at = page(queue_app, service)
+    biz = docs()[0]["biz_info"]["biz_id"]
+    at.text_input(key="queue_biz_id").set_value(biz)
+    button(at, "Look up").click().run()
+    no_exception(at)
+    assert at.query_params["biz_id"] == biz
+
+
+def test_lookup_not_stored_shows_quota_then_fetches(service: ReviewService) -> None:
+    at = page(queue_app, service)
+    at.text_input(key="queue_biz_id").set_value(NOT_STORED)
+    button(at, "Look up").click().run()
+    no_exception(at)
+    assert "2 reads left until 2025-10-11 08:00:00 UTC" in texts(at)
+    button(at, "Fetch now (spends one read)").click().run()
+    no_exception(at)
+    assert service.fetcher.calls == [NOT_STORED]
+    assert at.query_params["biz_id"] == NOT_STORED
+
+
+def test_fetch_error_is_plain_words(service: ReviewService) -> None:
+    service.fetcher.error = ResultNotFound(http_status=400)
+    at = page(queue_app, service)
+    at.text_input(key="queue_biz_id").set_value(NOT_STORED)
+    button(at, "Look up").click().run()
+    button(at, "Fetch now (spends one read)").click().run()
+    no_exception(at)
+    assert any("did not store" in e.value for e in at.error)
+    assert any("FaceID has no result for this biz_id" in t for t in texts(at))
+
+
+def test_auditor_cannot_fetch(service: ReviewService) -> None:
+    at = page(queue_app, service, actor=AUDITOR)
+    at.text_input(key="queue_biz_id").set_value(NOT_STORED)
+    button(at, "Look up").click().run()
+    assert not [b for b in at.button if b.label.startswith("Fetch now")]
+    assert any("cannot fetch" in i.value for i in at.info)
+
+
+# --------------------------------------------------------------------------- decide flows
+
+
+def test_stale_view_is_refused_on_the_page(service: ReviewService) -> None:
+    biz = docs()[1]["biz_info"]["biz_id"]
+    at = page(case_app, service, biz_id=biz)
+    button(at, "Claim this case").click().run()
+    # Meanwhile a senior breaks the claim and the reviewer re-claims in another tab: the
+    # version this page rendered (2) is now stale.
+    service.release(biz, SENIOR, 2)
+    service.claim(biz, REVIEWER, 3)
+    button(at, "Record decision").click().run()
+    no_exception(at)
+    assert any("changed after you opened it" in e.value for e in at.error)
+    assert at.dataframe  # the page re-rendered with the fresh case
+    view = service.open_case(biz, REVIEWER, record_view=False)
+    assert view is not None and view.decisions.empty and view.version == 4
+    # The refreshed page decides fine.
+    button(at, "Record decision").click().run()
+    assert any("Decision recorded" in s.value for s in at.success)
+
+
+def test_claim_conflict_and_auditor_read_only(service: ReviewService) -> None:
+    biz = docs()[2]["biz_info"]["biz_id"]
+    service.claim(biz, demo_actor("demo.reviewer2"), 1)
+    at = page(case_app, service, biz_id=biz)
+    assert not [b for b in at.button if b.label == "Claim this case"]
+    assert any("Claimed by demo" in i.value for i in at.info)
+    at = page(case_app, service, actor=AUDITOR, biz_id=biz)
+    labels = {b.label for b in at.button}
+    assert "Claim this case" not in labels and "Record decision" not in labels
+    assert "Reveal personal data (audited)" not in labels
+    at.text_area(key="note_text").set_value("audit remark")
+    button(at, "Add note").click().run()
+    notes = next(d.value for d in at.dataframe if list(d.value.columns) == [
+        "time (UTC)", "actor", "note"])
+    assert list(notes["note"]) == ["audit remark"] and list(notes["actor"]) == ["demo.auditor"]
+
+
+def test_dashboard_live_mode_is_locked(dashboard_db: str, monkeypatch) -> None:
+    monkeypatch.setenv("FACEID_API_KEY", "k")
+    monkeypatch.setenv("FACEID_API_SECRET", "s3cr3t-value")
+    at = dashboard()
+    no_exception(at)
+    assert any("Live mode needs sign-in" in e.value for e in at.error)
+    assert not at.dataframe and not at.button
+
+
+def test_dashboard_bad_config_is_plain(monkeypatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", "mysql://nope")
+    at = dashboard()
+    no_exception(at)
+    assert any("The desk cannot start" in e.value and "Unsupported database" in e.value
+               for e in at.error)
+
+
+# --------------------------------------------------------------------------- security
+
+
+def test_hostile_text_never_reaches_markdown(service: ReviewService) -> None:
+    at = page(case_app, service, biz_id=hostile_biz())
+    button(at, "Reveal personal data (audited)").click().run()
+    no_exception(at)
+    at.text_area(key="note_text").set_value("[x](http://evil) <img src=x onerror=alert(1)>")
+    button(at, "Add note").click().run()
+    no_exception(at)
+    cells = " ".join(d.value.to_string() for d in at.dataframe)
+    # The hostile strings are on the page (as data), so the scan below is not vacuous...
+    assert "[click](http://evil)" in cells and "[x](http://evil)" in cells
+    assert "=HYPERLINK" in cells
+    # ...but never inside an element that renders Markdown.
+    for value in markdown_like(at):
+        for bad in HOSTILE:
+            assert bad not in value, (bad, value)
+
+
+def test_url_paths_do_not_shadow_page_files() -> None:
+    # Streamlit runs pages/<stem>.py itself for a url_path equal to a file stem in pages/
+    # (old-style multipage mode, active until st.navigation first runs): a blank page.
+    import re
+
+    source = (ROOT / "dashboard.py").read_text(encoding="utf-8")
+    paths = set(re.findall(r'url_path="([^"]+)"', source))
+    stems = {p.stem for p in (ROOT / "pages").glob("*.py")}
+    assert paths and not paths & stems, paths & stems
+
+
+def test_escape_helper() -> None:
+    from pages._widgets import md_escape
+
+    assert md_escape("[x](http://evil)") == r"\[x\]\(http\:\/\/evil\)"
+    assert md_escape("**b** :red[x] $y$") == r"\*\*b\*\* \:red\[x\] \$y\$"
