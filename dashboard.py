@@ -15,7 +15,7 @@ from faceid.actors import DEMO_ACTORS, Actor, demo_actor
 from faceid.app import Desk, build_desk
 from faceid.config import Settings, load_settings
 from faceid.errors import FaceIDError
-from pages import case, queue
+from pages import audit, case, compare, queue, reports
 from pages._widgets import md_escape
 
 
@@ -84,19 +84,16 @@ def main() -> None:
                          url_path="work-queue", icon=":material/inbox:", default=True)
     case_page = st.Page(lambda: case.render(review, actor), title="Case", url_path="cases",
                         icon=":material/fact_check:")
+    insights = desk.insights
+    audit_page = st.Page(lambda: audit.render(insights, actor), title="Failed verifications",
+                         url_path="failed-verifications", icon=":material/report:")
+    compare_page = st.Page(lambda: compare.render(insights, actor), title="Compare",
+                           url_path="compare-cases", icon=":material/compare:")
+    reports_page = st.Page(lambda: reports.render(insights, actor), title="Reports",
+                           url_path="metrics", icon=":material/monitoring:")
     nav = {
         "Review": [queue_page, case_page],
-        # LATER PAGES go here (other issues), each a callable receiving its collaborator, and
-        # each url_path different from its file stem (see above), e.g.:
-        #   "Insights": [
-        #     st.Page(lambda: audit.render(desk.insights, actor), title="Failed verifications",
-        #             url_path="failed"),
-        #     st.Page(lambda: compare.render(desk.insights, actor), title="Compare",
-        #             url_path="compare-cases"),
-        #     st.Page(lambda: reports.render(desk.insights, actor), title="Reports",
-        #             url_path="report"),
-        #   ],
-        # Role-based menus: leave a page out of this dict for roles that may not use it.
+        "Insights": [audit_page, compare_page, reports_page],
     }
     pages.register({pages.QUEUE: queue_page, pages.CASE: case_page})
     st.navigation(nav).run()

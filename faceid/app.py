@@ -16,6 +16,7 @@ from faceid.db import make_engine
 
 if TYPE_CHECKING:
     from faceid.fetching import FetchService
+    from faceid.insights import InsightsService
     from faceid.review import ReviewService
     from faceid.simulator import SimServer
 
@@ -64,6 +65,12 @@ class Desk:
         from faceid.review import ReviewService
 
         return ReviewService(self.engine, self.fetcher, self.settings)
+
+    @cached_property
+    def insights(self) -> InsightsService:
+        from faceid.insights import InsightsService
+
+        return InsightsService(self.engine)
 
     def close(self) -> None:
         while self._closers:

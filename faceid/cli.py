@@ -18,6 +18,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "import": ("importer", "import saved get_result JSON files or folders"),
     "notify-server": ("notify", "receive FaceID notify_url callbacks"),
     "demo-seed": ("demo", "fill an empty database with simulated demo cases"),
+    "export": ("export", "export verifications as CSV (masked; --unmasked --as an admin)"),
     "user": ("user", "manage local users and OIDC identities"),
     "audit": ("audit_cmd", "verify the audit trail's hash chain"),
     "purge": ("purge", "purge images and personal data past the retention policy"),

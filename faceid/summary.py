@@ -78,8 +78,22 @@ def risk_flags(r: GetResult) -> list[str]:
     return flags
 
 
+def _db_text(value: Any) -> Any:
+    """PostgreSQL text cannot hold NUL; OCR text is attacker-controlled and may. The raw
+    response keeps the exact value (JSON-escaped), the queryable copy gets U+FFFD."""
+    if isinstance(value, str) and "\x00" in value:
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, list):
+        return [_db_text(v) for v in value]
+    return value
+
+
 def columns(r: GetResult, hash_key: bytes) -> dict[str, Any]:
     """Keyword arguments for ``tables.Verification`` (minus times, source and review state)."""
+    return {k: _db_text(v) for k, v in _columns(r, hash_key).items()}
+
+
+def _columns(r: GetResult, hash_key: bytes) -> dict[str, Any]:
     live, verify = r.liveness, r.verify
     gen = live.genuineness if live else None
     fid = verify.faceid if verify else None

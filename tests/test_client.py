@@ -85,7 +85,8 @@ def test_loopback_http_and_regional_https_allowed(url: str) -> None:
 
 
 def test_concurrency_limit_is_retried_with_backoff_then_succeeds() -> None:
-    answers = [error_answer("CONCURRENCY_LIMIT_EXCEEDED")] * 3 + [httpx.Response(200, content=b"{}")]
+    answers = [error_answer("CONCURRENCY_LIMIT_EXCEEDED")] * 3
+    answers.append(httpx.Response(200, content=b"{}"))
     sleeps: list[float] = []
     rec = Recorder()
     client = FaceIDClient(KEY, SECRET, "https://x.test", sleep=sleeps.append,

@@ -1,0 +1,621 @@
+"""Audit of failed verifications, metrics, case comparison: the service behind the audit,
+reports and compare pages.
+
+Every aggregate is computed by the database (GROUP BY, conditional sums, ORDER BY/OFFSET for
+percentiles) and comes back as a small pandas DataFrame; no method loads the verification table
+into Python, so the pages cost the same at 100k cases as at 100 (see ``bench/export_speed.py``).
+
+Definitions used everywhere here:
+
+- **case time** = ``verified_at`` (FaceID's verify_time), else ``stored_at`` for results without
+  one (the review queue uses the same rule). Date filters and "by day" are UTC days of it.
+- **failed** = the verification did not end well for at least one of ``FAILURE_REASONS``. The
+  SQL conditions are the ones ``faceid.summary.risk_flags`` applies when a result is stored, so
+  a case's reasons can be read back from its ``risk_flags`` (a test holds the two together).
+- **pass rate** = share of cases that are not failed.
+- **backlog** = cases still waiting for a person (``pending`` or ``escalated``), aged from when
+  the desk stored them.
+
+Names and ID numbers are always masked here (the case page has the audited reveal); the
+"same ID number under another name" check compares clear names inside the service and returns
+only the verdict.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import IO, Any
+
+import pandas as pd
+from sqlalchemy import Engine, and_, case, extract, false, func, literal, or_, select
+from sqlalchemy.sql.elements import ColumnElement
+from sqlmodel import Session, col
+
+from faceid import export, pii, vocab
+from faceid.actors import Actor
+from faceid.errors import DocumentError, FaceIDError
+from faceid.model import GetResult, parse_document
+from faceid.summary import RISK_FLAGS
+from faceid.tables import Decision, RawResponse, StoredImage, Verification
+from faceid.timeutil import fmt, utcnow
+
+V = Verification.__table__.c
+D = Decision.__table__.c
+
+#: Why a verification counts as failed, in display order (codes are risk-flag names).
+FAILURE_REASONS: dict[str, str] = {
+    code: RISK_FLAGS[code]
+    for code in ("status_not_ok", "liveness_fail", "verify_error", "compare_below_1e-3",
+                 "genuineness", "face_replaced", "id_attacked", "multifaces")
+}
+
+
+def _nonempty(column: Any) -> ColumnElement[bool]:
+    return and_(column.is_not(None), column != "")
+
+
+#: The SQL condition for each failure reason (mirrors ``summary.risk_flags``).
+REASON_SQL: dict[str, ColumnElement[bool]] = {
+    "status_not_ok": func.coalesce(V.status, "") != "OK",
+    "liveness_fail": V.liveness_result == "FAIL",
+    "verify_error": _nonempty(V.verify_error),
+    "compare_below_1e-3": V.faceid_band == "none",
+    "genuineness": _nonempty(V.genuineness_exceeded),
+    "face_replaced": V.face_replaced == 1,
+    "id_attacked": V.id_attacked == 1,
+    "multifaces": V.multifaces.is_(True),
+}
+FAILED: ColumnElement[bool] = or_(*REASON_SQL.values())
+
+#: States in which a case is still waiting for a person.
+OPEN_STATES = ("pending", "escalated")
+#: Backlog age buckets: (label, lower bound). Ordered youngest first.
+AGE_BUCKETS: tuple[tuple[str, timedelta], ...] = (
+    ("< 1 h", timedelta(0)),
+    ("1-4 h", timedelta(hours=1)),
+    ("4-24 h", timedelta(hours=4)),
+    ("1-3 d", timedelta(days=1)),
+    ("3-7 d", timedelta(days=3)),
+    ("> 7 d", timedelta(days=7)),
+)
+NO_PROCEDURE = "(none)"
+COMPARE_MIN, COMPARE_MAX = 2, 4
+LINKED_MAX = 200
+PAGE_SIZE_MAX = 500
+
+
+class InsightsError(FaceIDError):
+    plain = "The report could not be made."
+
+
+# --------------------------------------------------------------------------- inputs / outputs
+
+
+@dataclass(frozen=True, slots=True)
+class InsightFilter:
+    """Filters shared by the audit and reports pages. None means 'any'."""
+
+    date_from: date | None = None
+    date_to: date | None = None  # inclusive
+    procedure_type: str | None = None  # a procedure, or NO_PROCEDURE for "no liveness"
+    reason: str | None = None  # a key of FAILURE_REASONS
+    decision_state: str | None = None
+
+    def validate(self) -> InsightFilter:
+        if self.reason is not None and self.reason not in FAILURE_REASONS:
+            raise InsightsError(f"Unknown failure reason {self.reason!r}.")
+        if self.date_from and self.date_to and self.date_from > self.date_to:
+            raise InsightsError("The 'from' date is after the 'to' date.")
+        return self
+
+
+@dataclass(frozen=True, slots=True)
+class FailureSummary:
+    total: int  # cases matching the filters (reason aside)
+    failed: int
+    #: reason, meaning, cases (a case with two reasons counts under both).
+    by_reason: pd.DataFrame
+
+    @property
+    def failed_share(self) -> float:
+        return self.failed / self.total if self.total else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class FailedPage:
+    rows: pd.DataFrame
+    biz_ids: list[str]  # in row order (st.dataframe selections are positional)
+    total: int
+    page: int
+    page_size: int
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // self.page_size))
+
+
+@dataclass(frozen=True, slots=True)
+class LatencyStats:
+    """Time from verification to the first decision on a case (seconds)."""
+
+    decided: int
+    p50_s: float | None
+    p95_s: float | None
+
+    def frame(self) -> pd.DataFrame:
+        return pd.DataFrame(
+            [{"measure": name, "seconds": value,
+              "hours": None if value is None else round(value / 3600, 2)}
+             for name, value in (("median (p50)", self.p50_s), ("p95", self.p95_s))],
+            columns=["measure", "seconds", "hours"])
+
+
+@dataclass(frozen=True, slots=True)
+class CompareView:
+    #: section, field, one column per case label, differs.
+    table: pd.DataFrame
+    labels: list[str]  # "Case 1".."Case n", the table's case columns
+    biz_ids: list[str]  # same order as labels
+    #: biz_id -> JPEG bytes of the best frame (front selfie for selfie flows), or None.
+    frames: dict[str, bytes | None]
+
+    def only_differences(self) -> pd.DataFrame:
+        return self.table[self.table["differs"]].reset_index(drop=True)
+
+
+@dataclass(frozen=True, slots=True)
+class LinkedCases:
+    biz_id: str
+    #: biz_id, link, case time, status, liveness, decision state, name (masked), other name.
+    rows: pd.DataFrame
+    biz_ids: list[str]
+    #: Cases sharing this case's ID number but carrying a different name.
+    other_name_count: int
+    truncated: bool
+
+
+# --------------------------------------------------------------------------- SQL helpers
+
+
+def _case_time() -> ColumnElement[datetime]:
+    return func.coalesce(V.verified_at, V.stored_at)
+
+
+def _day(column: Any, dialect: str) -> ColumnElement[str]:
+    """UTC calendar day as 'YYYY-MM-DD' (a string on both databases)."""
+    if dialect == "postgresql":
+        # timestamptz::date would use the session time zone; pin UTC.
+        return func.to_char(func.timezone("UTC", column), "YYYY-MM-DD")
+    return func.date(column)
+
+
+def _seconds_between(later: Any, earlier: Any, dialect: str) -> ColumnElement[float]:
+    if dialect == "postgresql":
+        return extract("epoch", later - earlier)
+    return (func.julianday(later) - func.julianday(earlier)) * 86400.0
+
+
+def _day_start(d: date) -> datetime:
+    return datetime.combine(d, time.min, tzinfo=UTC)
+
+
+def _count_if(cond: ColumnElement[bool]) -> ColumnElement[int]:
+    return func.coalesce(func.sum(case((cond, 1), else_=0)), 0)
+
+
+def _num(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _frame(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> pd.DataFrame:
+    return pd.DataFrame(list(rows), columns=list(columns))
+
+
+def _parse(body: str | None) -> GetResult | None:
+    if not body:
+        return None
+    try:
+        raw = json.loads(body)
+        # Images are elided ("sha256:..") in the stored body; the parser would only flag them.
+        return parse_document({k: v for k, v in raw.items()
+                               if k not in ("images", "multifaces_image")})
+    except (DocumentError, ValueError):
+        return None
+
+
+def _fmt_num(value: float | None, digits: int = 3) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+def _norm_name(name: str | None) -> str:
+    return "".join((name or "").split()).casefold()
+
+
+# --------------------------------------------------------------------------- the service
+
+
+class InsightsService:
+    """Audit, metrics and comparison queries, plus the governed CSV export for the pages."""
+
+    def __init__(self, engine: Engine, *, clock: Callable[[], datetime] = utcnow) -> None:
+        self.engine = engine
+        self._now = clock
+        self._dialect = engine.dialect.name
+
+    # ------------------------------------------------------------------ filters
+
+    def _where(self, f: InsightFilter | None, *,
+               reason: bool = True) -> list[ColumnElement[bool]]:
+        f = (f or InsightFilter()).validate()
+        conds: list[ColumnElement[bool]] = []
+        when = _case_time()
+        if f.date_from:
+            conds.append(when >= _day_start(f.date_from))
+        if f.date_to:
+            conds.append(when < _day_start(f.date_to + timedelta(days=1)))
+        if f.procedure_type == NO_PROCEDURE:
+            conds.append(V.procedure_type.is_(None))
+        elif f.procedure_type:
+            conds.append(V.procedure_type == f.procedure_type)
+        if f.decision_state:
+            conds.append(V.decision_state == f.decision_state)
+        if reason and f.reason:
+            conds.append(REASON_SQL[f.reason])
+        return conds
+
+    def _scalar_rows(self, stmt: Any) -> list[Any]:
+        with self.engine.connect() as conn:
+            return list(conn.execute(stmt).all())
+
+    # ------------------------------------------------------------------ failed-verification audit
+
+    def failure_summary(self, f: InsightFilter | None = None) -> FailureSummary:
+        """Totals and counts by reason, in one scan (conditional sums)."""
+        conds = self._where(f)
+        stmt = select(func.count(), _count_if(FAILED),
+                      *(_count_if(c) for c in REASON_SQL.values()))
+        stmt = stmt.select_from(Verification.__table__).where(*conds)
+        (row,) = self._scalar_rows(stmt)
+        by_reason = _frame([{"reason": code, "meaning": FAILURE_REASONS[code],
+                             "cases": int(n)}
+                            for code, n in zip(REASON_SQL, row[2:], strict=True)],
+                           ["reason", "meaning", "cases"])
+        return FailureSummary(int(row[0]), int(row[1]), by_reason)
+
+    def failure_details(self, f: InsightFilter | None = None) -> pd.DataFrame:
+        """The values behind the reasons: which status/fail_reason, which verify error, which
+        fake-face signals (reason, value, cases)."""
+        conds = self._where(f)
+        status_value = V.status + case((_nonempty(V.fail_reason), " / " + V.fail_reason),
+                                       else_="")
+        groups: list[tuple[str, Any, ColumnElement[bool]]] = [
+            ("status_not_ok", func.coalesce(status_value, "(no status)"),
+             REASON_SQL["status_not_ok"]),
+            ("verify_error", V.verify_error, REASON_SQL["verify_error"]),
+            ("genuineness", V.genuineness_exceeded, REASON_SQL["genuineness"]),
+        ]
+        rows: list[dict[str, Any]] = []
+        for code, value, cond in groups:
+            stmt = (select(value.label("value"), func.count().label("n"))
+                    .where(cond, *conds).group_by(value).order_by(func.count().desc(), value))
+            rows += [{"reason": code, "value": v, "cases": int(n)}
+                     for v, n in self._scalar_rows(stmt)]
+        return _frame(rows, ["reason", "value", "cases"])
+
+    def failures_by_day(self, f: InsightFilter | None = None) -> pd.DataFrame:
+        """Per UTC day: cases, failed, and each reason's count (day as a datetime)."""
+        day = _day(_case_time(), self._dialect).label("day")
+        stmt = (select(day, func.count(), _count_if(FAILED),
+                       *(_count_if(c) for c in REASON_SQL.values()))
+                .where(*self._where(f)).group_by(day).order_by(day))
+        cols = ["day", "cases", "failed", *REASON_SQL]
+        df = _frame([dict(zip(cols, r, strict=True)) for r in self._scalar_rows(stmt)], cols)
+        df["day"] = pd.to_datetime(df["day"])
+        return df
+
+    def failed_cases(self, f: InsightFilter | None = None, page: int = 1,
+                     page_size: int = 50) -> FailedPage:
+        """One page of failed cases, newest first, for drill-down. No personal data."""
+        page_size = max(1, min(int(page_size), PAGE_SIZE_MAX))
+        conds = [FAILED, *self._where(f)]
+        with self.engine.connect() as conn:
+            total = int(conn.execute(select(func.count()).select_from(Verification.__table__)
+                                     .where(*conds)).scalar_one())
+            page = max(1, min(int(page), max(1, -(-total // page_size))))
+            rows = conn.execute(
+                select(V.biz_id, _case_time().label("at"), V.status, V.fail_reason,
+                       V.procedure_type, V.liveness_result, V.faceid_band, V.verify_error,
+                       V.risk_flags, V.decision_state)
+                .where(*conds).order_by(_case_time().desc(), V.id.desc())
+                .limit(page_size).offset((page - 1) * page_size)).all()
+        cols = ["biz_id", "case time (UTC)", "status", "fail reason", "procedure",
+                "liveness", "face-compare band", "verify error", "failure reasons",
+                "review state"]
+        out = [dict(zip(cols, [r.biz_id, fmt(r.at), r.status, r.fail_reason,
+                               r.procedure_type, r.liveness_result, r.faceid_band,
+                               r.verify_error,
+                               ", ".join(x for x in (r.risk_flags or "").split(",")
+                                         if x in FAILURE_REASONS),
+                               r.decision_state], strict=True)) for r in rows]
+        return FailedPage(_frame(out, cols), [r.biz_id for r in rows], total, page, page_size)
+
+    # ------------------------------------------------------------------ metrics
+
+    def pass_rate(self, f: InsightFilter | None = None) -> pd.DataFrame:
+        """Per UTC day and procedure: cases, passed, pass_rate (0..1). Long form."""
+        day = _day(_case_time(), self._dialect).label("day")
+        proc = func.coalesce(V.procedure_type, NO_PROCEDURE).label("procedure_type")
+        # passed = cases - failed, not a count of NOT failed: with NULL columns (no liveness, no
+        # compare) NOT (... OR NULL) is NULL, and such a case would count as neither.
+        stmt = (select(day, proc, func.count(), _count_if(FAILED))
+                .where(*self._where(f, reason=False)).group_by(day, proc).order_by(day, proc))
+        rows = [{"day": d, "procedure_type": p, "cases": int(n), "passed": int(n) - int(bad),
+                 "pass_rate": round((int(n) - int(bad)) / int(n), 4) if n else None}
+                for d, p, n, bad in self._scalar_rows(stmt)]
+        df = _frame(rows, ["day", "procedure_type", "cases", "passed", "pass_rate"])
+        df["day"] = pd.to_datetime(df["day"])
+        return df
+
+    def decisions_by_reviewer(self, date_from: date | None = None,
+                              date_to: date | None = None) -> pd.DataFrame:
+        """Every decision (not only the latest) by reviewer and outcome, in a decision-time
+        range: reviewer, outcome, decisions."""
+        conds: list[ColumnElement[bool]] = []
+        if date_from:
+            conds.append(D.decided_at >= _day_start(date_from))
+        if date_to:
+            conds.append(D.decided_at < _day_start(date_to + timedelta(days=1)))
+        stmt = (select(D.actor, D.outcome, func.count()).where(*conds)
+                .group_by(D.actor, D.outcome).order_by(D.actor, D.outcome))
+        return _frame([{"reviewer": a, "outcome": o, "decisions": int(n)}
+                       for a, o, n in self._scalar_rows(stmt)],
+                      ["reviewer", "outcome", "decisions"])
+
+    def decision_latency(self, f: InsightFilter | None = None) -> LatencyStats:
+        """p50/p95 of case time -> first decision, nearest-rank, computed by the database
+        (count, then ORDER BY .. LIMIT 1 OFFSET k: portable, nothing fetched but 3 numbers)."""
+        first = (select(D.verification_id.label("vid"), func.min(D.decided_at).label("first"))
+                 .group_by(D.verification_id).subquery("first_decision"))
+        delta = _seconds_between(first.c.first, _case_time(), self._dialect).label("s")
+        base = (select(delta).select_from(Verification.__table__.join(
+            first, first.c.vid == V.id)).where(*self._where(f)))
+        with self.engine.connect() as conn:
+            n = int(conn.execute(select(func.count()).select_from(base.subquery()))
+                    .scalar_one())
+            if n == 0:
+                return LatencyStats(0, None, None)
+
+            def pct(p: float) -> float | None:
+                k = max(0, math.ceil(p * n) - 1)
+                value = conn.execute(base.order_by(delta).limit(1).offset(k)).scalar()
+                # SQLite's julianday arithmetic is off by microseconds: report milliseconds.
+                return None if value is None else round(float(value), 3)
+
+            return LatencyStats(n, pct(0.50), pct(0.95))
+
+    def backlog(self) -> pd.DataFrame:
+        """Open cases by age bucket and state (every bucket listed, zeros included)."""
+        now = self._now()
+        # Youngest first, each bucket's upper bound being the next one's lower bound (a CASE
+        # takes the first match); whatever is older than the last bound is the last bucket.
+        whens = [(V.stored_at > now - upper, label)
+                 for (label, _), (_, upper) in zip(AGE_BUCKETS, AGE_BUCKETS[1:], strict=False)]
+        bucket = case(*whens, else_=literal(AGE_BUCKETS[-1][0])).label("age")
+        stmt = (select(bucket, V.decision_state, func.count())
+                .where(col(V.decision_state).in_(OPEN_STATES))
+                .group_by(bucket, V.decision_state))
+        counts = {(a, s): int(n) for a, s, n in self._scalar_rows(stmt)}
+        rows = [{"age": label, "state": state, "cases": counts.get((label, state), 0)}
+                for label, _ in AGE_BUCKETS for state in OPEN_STATES]
+        df = _frame(rows, ["age", "state", "cases"])
+        # A categorical keeps the buckets in age order in charts and downloads.
+        df["age"] = pd.Categorical(df["age"], [b for b, _ in AGE_BUCKETS], ordered=True)
+        return df
+
+    # ------------------------------------------------------------------ compare
+
+    def compare(self, biz_ids: Sequence[str]) -> CompareView:
+        """2-4 cases side by side, one row per attribute, with a 'differs' marker."""
+        ids = list(dict.fromkeys(b.strip() for b in biz_ids if b and b.strip()))
+        if not COMPARE_MIN <= len(ids) <= COMPARE_MAX:
+            raise InsightsError(f"Pick {COMPARE_MIN} to {COMPARE_MAX} different cases to "
+                                "compare.")
+        with Session(self.engine) as s:
+            found = {v.biz_id: v for v in s.execute(
+                select(Verification).where(col(Verification.biz_id).in_(ids))).scalars()}
+            missing = [b for b in ids if b not in found]
+            if missing:
+                raise InsightsError(f"{len(missing)} of the cases are not stored.")
+            vids = [found[b].id for b in ids]
+            bodies = dict(s.execute(select(RawResponse.verification_id, RawResponse.body)
+                                    .where(col(RawResponse.verification_id).in_(vids))).all())
+            decisions: dict[int, list[Decision]] = {}
+            for d in s.execute(select(Decision).where(col(Decision.verification_id).in_(vids))
+                               .order_by(col(Decision.id))).scalars():
+                decisions.setdefault(d.verification_id, []).append(d)
+        cases = [found[b] for b in ids]
+        parsed = [_parse(bodies.get(v.id)) for v in cases]
+        labels = [f"Case {i}" for i in range(1, len(ids) + 1)]
+        rows = _compare_rows(cases, parsed, [decisions.get(v.id or 0, []) for v in cases])
+        table = _frame(
+            [{"section": sec, "field": name, **dict(zip(labels, vals, strict=True)),
+              # biz_id always differs: it names the columns, it is not a finding.
+              "differs": name != "biz_id" and len(set(vals)) > 1}
+             for sec, name, vals in rows],
+            ["section", "field", *labels, "differs"])
+        return CompareView(table, labels, ids, self.best_frames(ids))
+
+    def best_frames(self, biz_ids: Sequence[str]) -> dict[str, bytes | None]:
+        """The face a reviewer compares: the best liveness frame, else the front selfie."""
+        out: dict[str, bytes | None] = dict.fromkeys(biz_ids)
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(V.biz_id, StoredImage.kind, StoredImage.data)
+                .join(StoredImage, col(StoredImage.verification_id) == V.id)
+                .where(col(V.biz_id).in_(list(biz_ids)),
+                       col(StoredImage.kind).in_(["best", "face_front"]),
+                       col(StoredImage.data).is_not(None))
+                .order_by(V.biz_id, StoredImage.kind)).all()
+        for biz_id, _kind, data in rows:  # "best" sorts before "face_front"
+            if out.get(biz_id) is None:
+                out[biz_id] = data
+        return out
+
+    # ------------------------------------------------------------------ linked cases
+
+    def linked_cases(self, biz_id: str) -> LinkedCases:
+        """Other cases with the same ID number (by keyed hash) or the same biz_no."""
+        biz_id = (biz_id or "").strip()
+        with self.engine.connect() as conn:
+            me = conn.execute(select(V.id, V.idcard_name, V.id_number_hash, V.biz_no)
+                              .where(V.biz_id == biz_id)).first()
+            if me is None:
+                raise InsightsError("No stored case has this biz_id.")
+            same_id = V.id_number_hash == me.id_number_hash if me.id_number_hash else false()
+            same_no = V.biz_no == me.biz_no if me.biz_no else false()
+            rows = conn.execute(
+                select(V.biz_id, _case_time().label("at"), V.status, V.liveness_result,
+                       V.decision_state, V.idcard_name, V.id_number_hash, V.biz_no)
+                .where(or_(same_id, same_no), V.id != me.id)
+                .order_by(_case_time().desc(), V.id.desc()).limit(LINKED_MAX + 1)).all()
+        truncated = len(rows) > LINKED_MAX
+        rows = rows[:LINKED_MAX]
+        mine = _norm_name(me.idcard_name)
+        out: list[dict[str, Any]] = []
+        other_names = 0
+        for r in rows:
+            by_id = bool(me.id_number_hash) and r.id_number_hash == me.id_number_hash
+            by_no = bool(me.biz_no) and r.biz_no == me.biz_no
+            # Compared in clear here; only the verdict leaves the service.
+            other = by_id and bool(mine) and bool(_norm_name(r.idcard_name)) \
+                and _norm_name(r.idcard_name) != mine
+            other_names += other
+            out.append({
+                "biz_id": r.biz_id,
+                "link": " + ".join(x for x, on in (("same ID number", by_id),
+                                                   ("same biz_no", by_no)) if on),
+                "case time (UTC)": fmt(r.at), "status": r.status, "liveness": r.liveness_result,
+                "review state": r.decision_state, "name (masked)": pii.mask_name(r.idcard_name),
+                "different name": other,
+            })
+        cols = ["biz_id", "link", "case time (UTC)", "status", "liveness", "review state",
+                "name (masked)", "different name"]
+        return LinkedCases(biz_id, _frame(out, cols), [r.biz_id for r in rows], other_names,
+                           truncated)
+
+    # ------------------------------------------------------------------ export (facade)
+
+    def export_csv(self, out: IO[bytes], filters: export.ExportFilter | None, actor: Actor, *,
+                   unmasked: bool = False) -> export.ExportReport:
+        return export.export_csv(self.engine, out, filters, actor, unmasked=unmasked)
+
+    def export_bytes(self, filters: export.ExportFilter | None, actor: Actor, *,
+                     unmasked: bool = False) -> bytes:
+        return export.export_bytes(self.engine, filters, actor, unmasked=unmasked)
+
+    def may_export_unmasked(self, actor: Actor) -> bool:
+        return export.may_export_unmasked(actor)
+
+
+# --------------------------------------------------------------------------- compare rows
+
+
+def _decision_cells(ds: list[Decision]) -> dict[str, str]:
+    last = ds[-1] if ds else None
+    return {
+        "decisions made": str(len(ds)),
+        "latest outcome": last.outcome if last else "—",
+        "latest reason": (last.reason or "—") if last else "—",
+        "latest reviewer": last.actor if last else "—",
+        "decided at (UTC)": fmt(last.decided_at) if last else "—",
+    }
+
+
+def _liveness_cells(p: GetResult | None) -> dict[str, str]:
+    live = p.liveness if p else None
+    if live is None:
+        return {}
+    cells: dict[str, str] = {}
+    for prefix, counters in (("", live.details), ("front selfie: ", live.face_front),
+                             ("side selfie: ", live.face_side)):
+        for name, value in counters.items():
+            label = vocab.DETAIL_MEANING.get(name, name)
+            cells[f"{prefix}{label} ({name})"] = "—" if value is None else str(value)
+    return cells
+
+
+def _genuineness_cells(p: GetResult | None) -> dict[str, str]:
+    gen = p.liveness.genuineness if p and p.liveness else None
+    if gen is None:
+        return {}
+    cells = {
+        f"{s.label}": f"{_fmt_num(s.confidence)} vs threshold {_fmt_num(s.threshold)}"
+        + (" — OVER" if s.exceeded else "")
+        for s in gen.signals
+    }
+    if gen.face_replaced is not None:
+        cells["face replaced"] = "yes" if gen.face_replaced == 1 else "no"
+    if gen.selfie_inconsistent is not None:
+        cells["selfies inconsistent"] = vocab.meaning(vocab.SELFIE_INCONSISTENT_MEANING,
+                                                      gen.selfie_inconsistent)
+    if gen.selfie_metadata_inconsistent is not None:
+        cells["selfie metadata"] = vocab.meaning(vocab.SELFIE_METADATA_MEANING,
+                                                 gen.selfie_metadata_inconsistent)
+    return cells
+
+
+def _compare_cells(p: GetResult | None) -> dict[str, str]:
+    verify = p.verify if p else None
+    if verify is None:
+        return {}
+    cells = {c.name: f"{_fmt_num(c.confidence)} ({c.band().describe()})"
+             for c in verify.comparisons}
+    cells["verify error"] = verify.error_message or "—"
+    if verify.id_attacked is not None:
+        cells["ID number used in attacks"] = "yes" if verify.id_attacked == 1 else "no"
+    return cells
+
+
+def _compare_rows(cases: list[Verification], parsed: list[GetResult | None],
+                  decisions: list[list[Decision]]) -> list[tuple[str, str, list[str]]]:
+    # Same ID number: letters per distinct keyed hash, so equality shows without the number.
+    letters: dict[str, str] = {}
+    for v in cases:
+        if v.id_number_hash and v.id_number_hash not in letters:
+            letters[v.id_number_hash] = "ABCD"[len(letters)]
+
+    def case_cells(v: Verification, p: GetResult | None) -> dict[str, str]:
+        live = p.liveness if p else None
+        return {
+            "biz_id": v.biz_id,
+            "status": v.status or "—",
+            "fail reason": v.fail_reason or "—",
+            "procedure": (v.procedure_type or "—")
+            + (f" / {v.still_type}" if v.still_type else ""),
+            "liveness result": v.liveness_result or "—",
+            "liveness counters": (live.counter_set() or "—") if live else "—",
+            "case time (UTC)": fmt(v.verified_at or v.stored_at),
+            "risk flags": ", ".join(x for x in v.risk_flags.split(",") if x) or "—",
+            "name (masked)": pii.mask_name(v.idcard_name) or "—",
+            "ID number (masked)": pii.mask_id_number(v.idcard_number) or "—",
+            "same ID number group": letters.get(v.id_number_hash or "", "—"),
+        }
+
+    sections: list[tuple[str, list[dict[str, str]]]] = [
+        ("case", [case_cells(v, p) for v, p in zip(cases, parsed, strict=True)]),
+        ("liveness details", [_liveness_cells(p) for p in parsed]),
+        ("genuineness", [_genuineness_cells(p) for p in parsed]),
+        ("face compare", [_compare_cells(p) for p in parsed]),
+        ("decision", [_decision_cells(ds) for ds in decisions]),
+    ]
+    out: list[tuple[str, str, list[str]]] = []
+    for section, per_case in sections:
+        # Union of fields across the cases, first-seen order: a counter one flow lacks shows "—".
+        fields = list(dict.fromkeys(k for cells in per_case for k in cells))
+        for name in fields:
+            out.append((section, name, [cells.get(name, "—") for cells in per_case]))
+    return out
