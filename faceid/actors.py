@@ -1,27 +1,30 @@
 """Who is acting: the one identity type every service call takes.
 
-Real sign-in (OIDC / local accounts, ``tables.User``) comes later; it will build an ``Actor``
-and nothing downstream changes. Until then demo mode signs in one of the clearly labelled demo
-users below, and live mode refuses to start the desk (fail closed, see ``dashboard.py``).
+Sign-in (``faceid.auth``: OIDC by issuer + subject, or a local password account from
+``tables.User``) builds an ``Actor``; demo mode signs in one of the clearly labelled demo users
+below. What an actor may do is decided by its role in ``faceid.permissions.GRANTS`` only: the
+helpers here ask that table, they hold no role lists of their own.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-#: What each role may do. ``auditor`` reads everything but changes nothing on a case.
-ROLES: dict[str, str] = {
-    "reviewer": "Reviews pending cases: claim, decide, add notes.",
-    "senior": "Reviewer who also handles escalated cases, overrides final decisions and can "
-    "release another reviewer's claim.",
-    "auditor": "Read-only: sees cases, decisions and the timeline; cannot claim or decide.",
-    "admin": "Everything a senior can do.",
-}
+from faceid.permissions import Permission, Role, allowed
 
-#: Roles allowed to claim and decide at all.
-DECIDING_ROLES = frozenset({"reviewer", "senior", "admin"})
-#: Roles allowed to work escalated cases, re-open final ones and break other people's claims.
-SENIOR_ROLES = frozenset({"senior", "admin"})
+#: What each role is for (shown to admins and in docs). The grants themselves live in
+#: ``faceid.permissions.GRANTS``.
+ROLES: dict[str, str] = {
+    Role.REVIEWER.value: "Reviews pending cases: claim, decide, add notes, reveal personal data "
+    "on one case (audited).",
+    Role.SENIOR.value: "Reviewer who also does the second review (four eyes) of escalated "
+    "cases — and of rejects when FACEID_SECOND_REVIEW_REJECTS=1 — never of their own "
+    "decision; can release another reviewer's claim; sees reports and exports (masked).",
+    Role.AUDITOR.value: "Read-only: sees cases, decisions, the timeline and reports, exports "
+    "masked CSV; cannot claim, decide, note, fetch or reveal personal data.",
+    Role.ADMIN.value: "Everything, plus user administration, retention purges and unmasked "
+    "exports.",
+}
 
 DEMO_PREFIX = "demo."
 
@@ -44,25 +47,33 @@ class Actor:
     def is_demo(self) -> bool:
         return self.username.startswith(DEMO_PREFIX)
 
+    def can(self, permission: Permission | str) -> bool:
+        """Whether this actor's role is granted ``permission`` (for showing/hiding controls;
+        the services check again with ``faceid.permissions.require``)."""
+        return allowed(self.role, permission)
+
     @property
     def can_decide(self) -> bool:
-        return self.role in DECIDING_ROLES
+        return self.can(Permission.DECIDE)
 
     @property
     def is_senior(self) -> bool:
-        return self.role in SENIOR_ROLES
+        """Senior in the review workflow: may do second reviews and break others' claims."""
+        return self.can(Permission.SECOND_REVIEW)
 
     @property
     def label(self) -> str:
         return f"{self.display_name} ({self.role})"
 
 
-#: Demo users. Two reviewers so a claim conflict can be tried by switching between them.
+#: Demo users. Two reviewers so a claim conflict can be tried by switching between them; a
+#: senior for second reviews; an auditor (read-only); an admin (unmasked export).
 DEMO_ACTORS: tuple[Actor, ...] = (
     Actor("demo.reviewer", "Demo Reviewer", "reviewer"),
     Actor("demo.reviewer2", "Demo Reviewer 2", "reviewer"),
     Actor("demo.senior", "Demo Senior", "senior"),
     Actor("demo.auditor", "Demo Auditor", "auditor"),
+    Actor("demo.admin", "Demo Admin", "admin"),
 )
 
 

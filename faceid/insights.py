@@ -19,6 +19,14 @@ Definitions used everywhere here:
 Names and ID numbers are always masked here (the case page has the audited reveal); the
 "same ID number under another name" check compares clear names inside the service and returns
 only the verdict.
+
+Permissions (``faceid.permissions.GRANTS``): the dashboard hands each page a service *bound* to
+the signed-in actor (``for_actor``), and every public method of a bound service checks
+``require`` first: ``view_case`` for the failed-verification audit and compare/linked cases,
+``export`` for the reports (reviewer statistics, backlog: a bulk view of the desk) and the CSV
+export (``export_unmasked`` is then enforced, and audited, by ``faceid.export``). An unbound
+service (``InsightsService(engine)``) has no user: it is for in-process callers that already
+hold the database (CLI, benchmarks, unit tests) and is never given to a page.
 """
 
 from __future__ import annotations
@@ -39,6 +47,7 @@ from faceid import export, pii, vocab
 from faceid.actors import Actor
 from faceid.errors import DocumentError, FaceIDError
 from faceid.model import GetResult, parse_document
+from faceid.permissions import Permission, PermissionDenied, require
 from faceid.summary import RISK_FLAGS
 from faceid.tables import Decision, RawResponse, StoredImage, Verification
 from faceid.timeutil import fmt, utcnow
@@ -241,10 +250,29 @@ def _norm_name(name: str | None) -> str:
 class InsightsService:
     """Audit, metrics and comparison queries, plus the governed CSV export for the pages."""
 
-    def __init__(self, engine: Engine, *, clock: Callable[[], datetime] = utcnow) -> None:
+    def __init__(self, engine: Engine, *, clock: Callable[[], datetime] = utcnow,
+                 actor: Actor | None = None) -> None:
         self.engine = engine
         self._now = clock
         self._dialect = engine.dialect.name
+        #: The signed-in user this instance serves (see ``for_actor`` and the module doc).
+        self.actor = actor
+        self._bound = False
+
+    def for_actor(self, actor: Actor | None) -> InsightsService:
+        """A view of this service for one signed-in user: every call checks that user's role.
+
+        ``None`` (nobody signed in) gives a service that refuses everything.
+        """
+        bound = InsightsService(self.engine, clock=self._now, actor=actor)
+        bound._bound = True
+        return bound
+
+    def _allow(self, permission: Permission) -> None:
+        # A bound service always checks, even for a None actor (fail closed); only an
+        # explicitly unbound one (CLI/tests) skips the check.
+        if self._bound:
+            require(self.actor, permission)
 
     # ------------------------------------------------------------------ filters
 
@@ -275,6 +303,7 @@ class InsightsService:
 
     def failure_summary(self, f: InsightFilter | None = None) -> FailureSummary:
         """Totals and counts by reason, in one scan (conditional sums)."""
+        self._allow(Permission.VIEW_CASE)
         conds = self._where(f)
         stmt = select(func.count(), _count_if(FAILED),
                       *(_count_if(c) for c in REASON_SQL.values()))
@@ -289,6 +318,7 @@ class InsightsService:
     def failure_details(self, f: InsightFilter | None = None) -> pd.DataFrame:
         """The values behind the reasons: which status/fail_reason, which verify error, which
         fake-face signals (reason, value, cases)."""
+        self._allow(Permission.VIEW_CASE)
         conds = self._where(f)
         status_value = V.status + case((_nonempty(V.fail_reason), " / " + V.fail_reason),
                                        else_="")
@@ -308,6 +338,7 @@ class InsightsService:
 
     def failures_by_day(self, f: InsightFilter | None = None) -> pd.DataFrame:
         """Per UTC day: cases, failed, and each reason's count (day as a datetime)."""
+        self._allow(Permission.VIEW_CASE)
         day = _day(_case_time(), self._dialect).label("day")
         stmt = (select(day, func.count(), _count_if(FAILED),
                        *(_count_if(c) for c in REASON_SQL.values()))
@@ -320,6 +351,7 @@ class InsightsService:
     def failed_cases(self, f: InsightFilter | None = None, page: int = 1,
                      page_size: int = 50) -> FailedPage:
         """One page of failed cases, newest first, for drill-down. No personal data."""
+        self._allow(Permission.VIEW_CASE)
         page_size = max(1, min(int(page_size), PAGE_SIZE_MAX))
         conds = [FAILED, *self._where(f)]
         with self.engine.connect() as conn:
@@ -347,6 +379,7 @@ class InsightsService:
 
     def pass_rate(self, f: InsightFilter | None = None) -> pd.DataFrame:
         """Per UTC day and procedure: cases, passed, pass_rate (0..1). Long form."""
+        self._allow(Permission.EXPORT)
         day = _day(_case_time(), self._dialect).label("day")
         proc = func.coalesce(V.procedure_type, NO_PROCEDURE).label("procedure_type")
         # passed = cases - failed, not a count of NOT failed: with NULL columns (no liveness, no
@@ -364,6 +397,7 @@ class InsightsService:
                               date_to: date | None = None) -> pd.DataFrame:
         """Every decision (not only the latest) by reviewer and outcome, in a decision-time
         range: reviewer, outcome, decisions."""
+        self._allow(Permission.EXPORT)
         conds: list[ColumnElement[bool]] = []
         if date_from:
             conds.append(D.decided_at >= _day_start(date_from))
@@ -378,6 +412,7 @@ class InsightsService:
     def decision_latency(self, f: InsightFilter | None = None) -> LatencyStats:
         """p50/p95 of case time -> first decision, nearest-rank, computed by the database
         (count, then ORDER BY .. LIMIT 1 OFFSET k: portable, nothing fetched but 3 numbers)."""
+        self._allow(Permission.EXPORT)
         first = (select(D.verification_id.label("vid"), func.min(D.decided_at).label("first"))
                  .group_by(D.verification_id).subquery("first_decision"))
         delta = _seconds_between(first.c.first, _case_time(), self._dialect).label("s")
@@ -399,6 +434,7 @@ class InsightsService:
 
     def backlog(self) -> pd.DataFrame:
         """Open cases by age bucket and state (every bucket listed, zeros included)."""
+        self._allow(Permission.EXPORT)
         now = self._now()
         # Youngest first, each bucket's upper bound being the next one's lower bound (a CASE
         # takes the first match); whatever is older than the last bound is the last bucket.
@@ -420,6 +456,7 @@ class InsightsService:
 
     def compare(self, biz_ids: Sequence[str]) -> CompareView:
         """2-4 cases side by side, one row per attribute, with a 'differs' marker."""
+        self._allow(Permission.VIEW_CASE)
         ids = list(dict.fromkeys(b.strip() for b in biz_ids if b and b.strip()))
         if not COMPARE_MIN <= len(ids) <= COMPARE_MAX:
             raise InsightsError(f"Pick {COMPARE_MIN} to {COMPARE_MAX} different cases to "
@@ -451,6 +488,7 @@ class InsightsService:
 
     def best_frames(self, biz_ids: Sequence[str]) -> dict[str, bytes | None]:
         """The face a reviewer compares: the best liveness frame, else the front selfie."""
+        self._allow(Permission.VIEW_CASE)
         out: dict[str, bytes | None] = dict.fromkeys(biz_ids)
         with self.engine.connect() as conn:
             rows = conn.execute(
@@ -469,6 +507,7 @@ class InsightsService:
 
     def linked_cases(self, biz_id: str) -> LinkedCases:
         """Other cases with the same ID number (by keyed hash) or the same biz_no."""
+        self._allow(Permission.VIEW_CASE)
         biz_id = (biz_id or "").strip()
         with self.engine.connect() as conn:
             me = conn.execute(select(V.id, V.idcard_name, V.id_number_hash, V.biz_no)
@@ -509,16 +548,30 @@ class InsightsService:
 
     # ------------------------------------------------------------------ export (facade)
 
+    def _allow_export(self, actor: Actor) -> None:
+        self._allow(Permission.EXPORT)
+        # The named actor is who the export is recorded under: it must be the bound one (a
+        # page cannot export "as" someone else) and hold the permission itself.
+        if self._bound and actor != self.actor:
+            raise PermissionDenied("An export is made as the signed-in user only.",
+                                   permission=Permission.EXPORT.value, role=actor.role)
+        require(actor, Permission.EXPORT)
+
     def export_csv(self, out: IO[bytes], filters: export.ExportFilter | None, actor: Actor, *,
                    unmasked: bool = False) -> export.ExportReport:
+        """Masked export for ``export`` roles; ``unmasked`` is checked (and a refusal audited)
+        by ``faceid.export`` against ``export_unmasked``."""
+        self._allow_export(actor)
         return export.export_csv(self.engine, out, filters, actor, unmasked=unmasked)
 
     def export_bytes(self, filters: export.ExportFilter | None, actor: Actor, *,
                      unmasked: bool = False) -> bytes:
+        self._allow_export(actor)
         return export.export_bytes(self.engine, filters, actor, unmasked=unmasked)
 
     def may_export_unmasked(self, actor: Actor) -> bool:
-        return export.may_export_unmasked(actor)
+        """A question, not an operation: whether to offer the unmasked option."""
+        return actor.can(Permission.EXPORT_UNMASKED) and export.may_export_unmasked(actor)
 
 
 # --------------------------------------------------------------------------- compare rows

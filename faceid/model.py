@@ -367,9 +367,11 @@ def loads_document(body: bytes | str) -> dict[str, Any]:
     try:
         doc = json.loads(body)
     except json.JSONDecodeError as exc:
-        where = "it ends early (truncated?)" if exc.pos >= len(body.rstrip()) else (
-            f"line {exc.lineno}, column {exc.colno}")
-        raise DocumentError(f"Not valid JSON: {exc.msg} at {where}.") from None
+        truncated = exc.pos >= len(body.rstrip()) or exc.msg.startswith("Unterminated string")
+        if truncated:
+            raise DocumentError("Not valid JSON: it ends early (truncated?).") from None
+        raise DocumentError(
+            f"Not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno}).") from None
     except RecursionError:
         raise DocumentError("Not valid JSON: nested too deeply.") from None
     if not isinstance(doc, dict):
@@ -680,24 +682,30 @@ def _images(top: _Obj, flags: list[Flag]) -> dict[str, DecodedImage]:
 IMAGE_REF_PREFIX = "sha256:"
 
 
-def elide_images(doc: Mapping[str, Any]) -> dict[str, Any]:
+def elide_images(doc: Mapping[str, Any], known: Mapping[str, str] | None = None
+                 ) -> dict[str, Any]:
     """The document as received, with each image payload replaced by ``sha256:<hex>``.
 
     This is what the store keeps as the raw response: every other key and value is unchanged,
     in the received order, and ``restore_images`` puts the payloads back from the image table.
+    ``known`` maps a response key ("image_best", "multifaces_image") to the sha256 the parser
+    already computed, so the payload is not decoded twice.
     """
+    known = known or {}
     out = dict(doc)
     images = doc.get("images")
     if isinstance(images, Mapping):
-        out["images"] = {k: _ref(v) for k, v in images.items()}
+        out["images"] = {k: _ref(v, known.get(k)) for k, v in images.items()}
     if "multifaces_image" in doc:
-        out["multifaces_image"] = _ref(doc["multifaces_image"])
+        out["multifaces_image"] = _ref(doc["multifaces_image"], known.get("multifaces_image"))
     return out
 
 
-def _ref(value: Any) -> Any:
+def _ref(value: Any, sha256: str | None = None) -> Any:
     if not isinstance(value, str) or not value:
         return value
+    if sha256:
+        return IMAGE_REF_PREFIX + sha256
     img = decode_data_uri("x", value)
     if img is None or img.data is None:
         # Undecodable payloads are kept verbatim: they are evidence, and small enough to matter

@@ -14,14 +14,30 @@ Reasons behind the less obvious cells:
 * ``second_review`` is the four-eyes check (ASVS 2.3.5): senior or admin, and never of a
   decision the same person made — see ``may_second_review``.
 * ``purge`` and ``manage_users`` change what everyone else can see or do: admin only.
+
+Every service checks here (``ReviewService``, ``InsightsService``, ``UserService``, the retention
+purge); ``faceid.actors`` (``Actor.can``/``can_decide``/``is_senior``), ``faceid.pii.can_reveal``
+and the dashboard's role-based menus (``faceid.auth.PAGE_PERMISSIONS``) all derive from
+``GRANTS``, so this table is the one source of truth. Operations without a permission of their
+own reuse the nearest one, and say so where they are checked:
+
+* a note on a case and a fetch from FaceID (spends a read) are work on cases: ``decide`` /
+  ``claim`` (the auditor stays strictly read-only);
+* breaking another reviewer's claim is supervision: ``second_review``;
+* the reports page (reviewer statistics, backlog) is a bulk view of the desk: ``export``.
 """
 
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
-from faceid.actors import Actor
 from faceid.errors import FaceIDError
+
+if TYPE_CHECKING:
+    # Only for annotations: faceid.actors derives its role helpers from this table, so a
+    # runtime import here would be circular.
+    from faceid.actors import Actor
 
 
 class Role(StrEnum):

@@ -14,14 +14,17 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
+from faceid.permissions import GRANTS, Permission, allowed
+
 MASK = "*"
 
-#: Roles that may reveal masked personal data. Auditors check the process, not identities.
-REVEAL_ROLES = frozenset({"reviewer", "senior", "admin"})
+#: Roles that may reveal masked personal data, read from the permission table (auditors check
+#: the process, not identities). Kept as a name because ``faceid.export`` documents it.
+REVEAL_ROLES = frozenset(role.value for role in GRANTS[Permission.REVEAL_PII])
 
 
 def can_reveal(role: str) -> bool:
-    return role in REVEAL_ROLES
+    return allowed(role, Permission.REVEAL_PII)
 
 
 def mask_id_number(value: str | None) -> str | None:

@@ -14,6 +14,18 @@ Concurrency rules:
 - decisions are append-only rows (a database trigger refuses UPDATE/DELETE); the case's state is
   its latest decision, mirrored in ``verifications.decision_state`` for the queue.
 
+Who may do what is ``faceid.permissions.GRANTS`` (checked with ``require`` at the top of every
+public method, so hiding a page is never the only barrier): ``view_case`` to read (queue, case,
+counts, lookup), ``claim`` to claim, release one's own claim, take the next case and fetch from
+FaceID (a fetch spends a read: work, not reading), ``decide`` to decide and add notes,
+``reveal_pii`` for the audited reveal, ``second_review`` to break someone else's claim.
+
+Four eyes (``permissions.may_second_review``): an escalated case — and, when
+``FACEID_SECOND_REVIEW_REJECTS=1``, a first-review reject — waits for a second review by a
+senior/admin who did not make the decision under review. Every other decided case is final:
+nobody re-opens it (the decision history is the record; a wrong decision is handled outside
+the desk, not by overwriting it).
+
 Personal data is masked in everything returned here unless the actor revealed it for this case
 within ``REVEAL_WINDOW`` (an audited ``reveal_pii``); the queue always masks names.
 """
@@ -22,6 +34,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -44,6 +57,7 @@ from faceid.model import (
     OcrResult,
     parse_document,
 )
+from faceid.permissions import Permission, PermissionDenied, may_second_review, require
 from faceid.summary import RISK_FLAGS
 from faceid.tables import AuditEvent, Decision, Note, RawResponse, StoredImage, Verification
 from faceid.timeutil import as_utc, fmt, utcnow
@@ -63,7 +77,10 @@ class CaseNotFound(ReviewError):
     plain = "No stored case has this biz_id."
 
 
-class NotAllowed(ReviewError):
+class NotAllowed(ReviewError, PermissionDenied):
+    """Refused by role or by the four-eyes rule. Also a ``PermissionDenied``, so callers (and
+    ``tests/test_roles.py``) can treat every service's refusals alike."""
+
     plain = "Your role does not allow this action."
 
 
@@ -107,8 +124,11 @@ STATES: dict[str, str] = {
     "rejected": "Rejected",
     "reverify": "Sent back: the user must verify again",
 }
-#: States that end the review; only a senior may re-open (re-decide) such a case.
+#: States that end the review (a reject may first wait for a second review: see
+#: ``SECOND_REVIEW_REJECTS_ENV``).
 FINAL_STATES = frozenset({"approved", "rejected", "reverify"})
+#: ``1`` makes a first-review reject wait for a senior's second review, like an escalation.
+SECOND_REVIEW_REJECTS_ENV = "FACEID_SECOND_REVIEW_REJECTS"
 #: Reason catalogue (required, with a note, for reject and escalate).
 REASONS: dict[str, str] = {
     "face_mismatch": "Face does not match the ID photo / reference",
@@ -264,7 +284,9 @@ class ImageView:
 
 
 @dataclass(frozen=True, slots=True)
-class Permission:
+class Allowance:
+    """Whether one action is open to this actor on this case now, and if not, why (shown)."""
+
     allowed: bool
     why_not: str | None = None
 
@@ -338,9 +360,15 @@ class CaseView:
     reveal_until: str | None
     can_reveal: bool
     claimed_by_me: bool
-    can_claim: Permission
-    can_release: Permission
-    can_decide: Permission
+    can_claim: Allowance
+    can_release: Allowance
+    can_decide: Allowance
+    #: The case waits for a second review (escalated, or a first-review reject when
+    #: FACEID_SECOND_REVIEW_REJECTS=1); ``decided_by`` made the decision under review.
+    awaiting_second_review: bool = False
+    #: When the retention purge removed the images / the personal data ("" if never).
+    images_purged_at: str | None = None
+    pii_purged_at: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -426,21 +454,45 @@ def _frame(rows: list[dict[str, Any]], columns: Sequence[str]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(columns))
 
 
+def _require(actor: Actor | None, permission: Permission) -> Actor:
+    """``permissions.require``, raising this module's ``NotAllowed`` (a ``PermissionDenied``)."""
+    try:
+        return require(actor, permission)
+    except PermissionDenied as exc:
+        raise NotAllowed(str(exc), permission=exc.permission, role=exc.role) from None
+
+
+def _decision_count(s: Session, v: Verification) -> int:
+    return int(s.exec(select(func.count()).select_from(Decision)
+                      .where(Decision.verification_id == v.id)).one())
+
+
+def second_review_rejects_from_env() -> bool:
+    return os.environ.get(SECOND_REVIEW_REJECTS_ENV, "").strip() == "1"
+
+
 class ReviewService:
     """Everything the review pages need. One instance per process (cached by the dashboard)."""
 
     def __init__(self, engine: Engine, fetcher: Fetcher | None, settings: Settings, *,
-                 clock: Callable[[], datetime] = utcnow) -> None:
+                 clock: Callable[[], datetime] = utcnow,
+                 second_review_rejects: bool | None = None) -> None:
         self.engine = engine
         self.fetcher = fetcher
         self.settings = settings
         self._now = clock
+        #: Whether a first-review reject waits for a senior's second review (four eyes on
+        #: rejects too). Default: ``FACEID_SECOND_REVIEW_REJECTS=1`` in the environment.
+        self.second_review_rejects = (second_review_rejects_from_env()
+                                      if second_review_rejects is None
+                                      else second_review_rejects)
 
     # ------------------------------------------------------------------ queue
 
     def queue(self, filters: QueueFilter | None = None, sort: str = "oldest", page: int = 1,
-              page_size: int = 25, *, actor: Actor | None = None) -> QueuePage:
+              page_size: int = 25, *, actor: Actor) -> QueuePage:
         """One page of the queue, filtered, sorted and paged in SQL, with the total count."""
+        _require(actor, Permission.VIEW_CASE)
         filters = filters or QueueFilter()
         page_size = max(1, min(int(page_size), 200))
         conds = self._conditions(filters, actor)
@@ -485,7 +537,7 @@ class ReviewService:
                 "score", "risks", "risk flags", "state", "assignee", "verified (UTC)", "age"]
         return QueuePage(_frame(out, cols), [r["biz_id"] for r in out], total, page, page_size)
 
-    def _conditions(self, f: QueueFilter, actor: Actor | None) -> list[ColumnElement[bool]]:
+    def _conditions(self, f: QueueFilter, actor: Actor) -> list[ColumnElement[bool]]:
         V = Verification
         conds: list[ColumnElement[bool]] = []
         if f.statuses:
@@ -528,7 +580,7 @@ class ReviewService:
                     col(V.biz_no).ilike(pattern, escape="\\")]
             # Searching names would be an oracle for the masked names to anyone who may not
             # reveal them, so it is only offered to those who may.
-            if actor is not None and pii.can_reveal(actor.role):
+            if pii.can_reveal(actor.role):
                 opts.append(col(V.idcard_name).ilike(pattern, escape="\\"))
             conds.append(or_(*opts))
         now = self._now()
@@ -556,8 +608,9 @@ class ReviewService:
             raise ReviewError(f"Unknown sort {sort!r}.")
         return orders[sort]
 
-    def counts(self) -> dict[str, int]:
+    def counts(self, actor: Actor) -> dict[str, int]:
         """Header numbers: pending, unclaimed, claimed, escalated, decided today, total."""
+        _require(actor, Permission.VIEW_CASE)
         V = Verification
         today = self._now().replace(hour=0, minute=0, second=0, microsecond=0)
         with Session(self.engine) as s:
@@ -579,16 +632,27 @@ class ReviewService:
         }
 
     def next_case(self, actor: Actor) -> str | None:
-        """Oldest unclaimed case the actor may work: pending; seniors get escalated first."""
-        if not actor.can_decide:
-            return None
+        """Oldest unclaimed case the actor may work. Seniors get second reviews first (never of
+        their own decisions), then pending cases; everyone else pending cases only."""
+        _require(actor, Permission.CLAIM)
         V = Verification
         stale = self._now() - CLAIM_TIMEOUT
         free = or_(col(V.assignee).is_(None), col(V.claimed_at) < stale)
-        states = ["escalated", "pending"] if actor.is_senior else ["pending"]
+        # Four eyes in SQL: usernames are stored lower-case; compare case-insensitively anyway
+        # (as permissions.may_second_review does).
+        not_mine = func.lower(func.coalesce(V.decided_by, "")) != actor.username.casefold()
+        ordered: list[list[ColumnElement[bool]]] = []
+        if actor.can(Permission.SECOND_REVIEW):
+            ordered.append([V.decision_state == "escalated", not_mine])
+            if self.second_review_rejects:
+                one_decision = (select(func.count()).select_from(Decision)
+                                .where(Decision.verification_id == V.id)
+                                .scalar_subquery()) == 1
+                ordered.append([V.decision_state == "rejected", not_mine, one_decision])
+        ordered.append([V.decision_state == "pending"])
         with Session(self.engine) as s:
-            for state in states:
-                biz_id = s.exec(select(V.biz_id).where(V.decision_state == state, free)
+            for conds in ordered:
+                biz_id = s.exec(select(V.biz_id).where(*conds, free)
                                 .order_by(_case_time().asc(), col(V.id).asc())
                                 .limit(1)).first()
                 if biz_id is not None:
@@ -605,11 +669,13 @@ class ReviewService:
         every rerun). ``reveal`` shows personal data only if this actor revealed it for this
         case within REVEAL_WINDOW (see ``reveal_pii``): the check is here, not in the page.
         """
+        _require(actor, Permission.VIEW_CASE)
         biz_id = (biz_id or "").strip()
         with Session(self.engine) as s:
             v = s.exec(select(Verification).where(Verification.biz_id == biz_id)).first()
             if v is None:
                 return None
+            second = self._awaiting_second_review(s, v)
             reveal_until = self._reveal_until(s, biz_id, actor) if reveal else None
             if record_view:
                 audit.record(s, actor.username, "view", biz_id, {"version": v.version})
@@ -624,7 +690,7 @@ class ReviewService:
             events = audit.timeline(s, biz_id)
             s.commit()
             return self._assemble(v, raw_row, images, decisions, notes, events, actor,
-                                  reveal_until)
+                                  reveal_until, second)
 
     def _reveal_until(self, s: Session, biz_id: str, actor: Actor) -> datetime | None:
         if not pii.can_reveal(actor.role):
@@ -640,7 +706,7 @@ class ReviewService:
     def _assemble(self, v: Verification, raw_row: RawResponse | None,
                   images: list[StoredImage], decisions: list[Decision], notes: list[Note],
                   events: list[AuditEvent], actor: Actor,
-                  reveal_until: datetime | None) -> CaseView:
+                  reveal_until: datetime | None, second: bool) -> CaseView:
         revealed = reveal_until is not None
         raw: dict[str, Any] | None = json.loads(raw_row.body) if raw_row else None
         parsed = _parse_without_images(raw) if raw else None
@@ -652,7 +718,7 @@ class ReviewService:
             return value if revealed else pii.mask_field(field, value)
 
         now = self._now()
-        claim_p, release_p, decide_p = self._permissions(v, actor, now)
+        claim_p, release_p, decide_p = self._allowances(v, actor, now, second)
         return CaseView(
             biz_id=v.biz_id,
             biz_no=v.biz_no,
@@ -715,44 +781,70 @@ class ReviewService:
             can_claim=claim_p,
             can_release=release_p,
             can_decide=decide_p,
+            awaiting_second_review=second,
+            images_purged_at=fmt(v.images_purged_at) if v.images_purged_at else None,
+            pii_purged_at=fmt(v.pii_purged_at) if v.pii_purged_at else None,
         )
 
     # ------------------------------------------------------------------ permissions
 
-    def _claim_refusal(self, v: Verification, actor: Actor,
-                       now: datetime) -> ReviewError | None:
+    def _awaiting_second_review(self, s: Session, v: Verification) -> bool:
+        """Escalated cases, and (with the setting) rejects made in a first review: a reject
+        that is the case's only decision. A second reviewer's own reject is final."""
+        if v.decision_state == "escalated":
+            return True
+        return (self.second_review_rejects and v.decision_state == "rejected"
+                and _decision_count(s, v) == 1)
+
+    def _claim_refusal(self, v: Verification, actor: Actor, now: datetime,
+                       second: bool) -> ReviewError | None:
         """Why ``actor`` may not claim ``v`` now (the error to raise), or None."""
-        if not actor.can_decide:
+        if not actor.can(Permission.CLAIM):
             return NotAllowed(f"Your role ({actor.role}) can view cases but not claim or "
-                              "decide them.")
+                              "decide them.", permission=Permission.CLAIM.value,
+                              role=actor.role)
         if v.assignee == actor.username:
             return ReviewError("You already hold the claim on this case.")
-        if v.decision_state == "escalated" and not actor.is_senior:
-            return NotAllowed("This case is escalated: only a senior reviewer can take it.")
-        if v.decision_state in FINAL_STATES and not actor.is_senior:
-            return NotAllowed(f"This case is already decided ({v.decision_state}); only a "
-                              "senior reviewer can re-open it.")
+        if second:
+            what = ("escalated" if v.decision_state == "escalated"
+                    else "rejected in a first review")
+            if not actor.can(Permission.SECOND_REVIEW):
+                return NotAllowed(f"This case is {what}: only a senior reviewer can take it "
+                                  "for the second review.",
+                                  permission=Permission.SECOND_REVIEW.value, role=actor.role)
+            if not may_second_review(actor, v.decided_by):
+                return NotAllowed(f"This case is {what} by you: the second review must be "
+                                  "done by someone else (four eyes).",
+                                  permission=Permission.SECOND_REVIEW.value, role=actor.role)
+        elif v.decision_state in FINAL_STATES:
+            return NotAllowed(f"This case is already decided ({v.decision_state}); decisions "
+                              "are final.", permission=Permission.CLAIM.value, role=actor.role)
         if v.assignee and not _claim_expired(v, now):
             return ClaimConflict(f"Claimed by {v.assignee} since {fmt(v.claimed_at)}.")
         return None
 
-    def _permissions(self, v: Verification, actor: Actor,
-                     now: datetime) -> tuple[Permission, Permission, Permission]:
-        refusal = self._claim_refusal(v, actor, now)
-        claim = Permission(refusal is None, str(refusal) if refusal else None)
+    def _allowances(self, v: Verification, actor: Actor, now: datetime,
+                    second: bool) -> tuple[Allowance, Allowance, Allowance]:
+        refusal = self._claim_refusal(v, actor, now, second)
+        claim = Allowance(refusal is None, str(refusal) if refusal else None)
         if v.assignee is None:
-            release = Permission(False, "The case is not claimed.")
-        elif v.assignee == actor.username or actor.is_senior:
-            release = Permission(True)
+            release = Allowance(False, "The case is not claimed.")
+        elif v.assignee == actor.username and actor.can(Permission.CLAIM):
+            release = Allowance(True)
+        elif actor.can(Permission.SECOND_REVIEW):
+            # Breaking someone else's claim is supervision (a senior's job), not plain work.
+            release = Allowance(True)
         else:
-            release = Permission(False, f"Claimed by {v.assignee}; only they or a senior "
-                                 "reviewer can release it.")
-        if not actor.can_decide:
-            decide = Permission(False, f"Your role ({actor.role}) cannot decide cases.")
+            release = Allowance(False, f"Claimed by {v.assignee}; only they or a senior "
+                                "reviewer can release it.")
+        if not actor.can(Permission.DECIDE):
+            decide = Allowance(False, f"Your role ({actor.role}) cannot decide cases.")
         elif v.assignee != actor.username:
-            decide = Permission(False, "Claim the case before deciding it.")
+            decide = Allowance(False, "Claim the case before deciding it.")
+        elif second and not may_second_review(actor, v.decided_by):
+            decide = Allowance(False, "The second review must be done by someone else.")
         else:
-            decide = Permission(True)
+            decide = Allowance(True)
         return claim, release, decide
 
     # ------------------------------------------------------------------ actions
@@ -784,16 +876,18 @@ class ReviewService:
         return expected_version + 1
 
     def claim(self, biz_id: str, actor: Actor, expected_version: int) -> ActionResult:
+        _require(actor, Permission.CLAIM)
         biz_id = _clean_biz_id(biz_id)
         now = self._now()
         with Session(self.engine) as s:
             v = self._load(s, biz_id)
             self._check_version(v, expected_version)
-            if v.assignee == actor.username and actor.can_decide:
+            if v.assignee == actor.username:
                 # Claiming twice (a double click) is not an error and changes nothing.
                 return ActionResult(biz_id, v.version, v.decision_state, v.assignee,
                                     "You already hold the claim on this case.")
-            refusal = self._claim_refusal(v, actor, now)
+            second = self._awaiting_second_review(s, v)
+            refusal = self._claim_refusal(v, actor, now, second)
             if refusal is not None:
                 raise refusal
             previous = v.assignee
@@ -802,6 +896,8 @@ class ReviewService:
             detail: dict[str, Any] = {"version": version}
             if previous:
                 detail["took_over_expired_claim_of"] = previous
+            if second:
+                detail["second_review_of"] = v.decided_by
             audit.record(s, actor.username, "claim", biz_id, detail)
             state = v.decision_state
             s.commit()
@@ -809,13 +905,15 @@ class ReviewService:
                             "You hold the claim on this case.")
 
     def release(self, biz_id: str, actor: Actor, expected_version: int) -> ActionResult:
+        _require(actor, Permission.CLAIM)
         biz_id = _clean_biz_id(biz_id)
         with Session(self.engine) as s:
             v = self._load(s, biz_id)
             self._check_version(v, expected_version)
-            _, release_p, _ = self._permissions(v, actor, self._now())
+            _, release_p, _ = self._allowances(v, actor, self._now(), False)
             if not release_p.allowed:
-                raise NotAllowed(release_p.why_not)
+                raise NotAllowed(release_p.why_not, permission=Permission.SECOND_REVIEW.value,
+                                 role=actor.role)
             holder = v.assignee
             version = self._bump(s, v, expected_version, assignee=None, claimed_at=None)
             detail: dict[str, Any] = {"version": version}
@@ -828,18 +926,26 @@ class ReviewService:
 
     def decide(self, biz_id: str, actor: Actor, outcome: str, reason: str | None,
                note: str | None, expected_version: int) -> ActionResult:
-        """Record a decision. Validation first, then the claim, then the version race."""
+        """Record a decision. Role first, validation, then the claim, then the version race."""
+        _require(actor, Permission.DECIDE)
         biz_id = _clean_biz_id(biz_id)
         outcome, reason, note = validate_decision(outcome, reason, note)
         now = self._now()
         with Session(self.engine) as s:
             v = self._load(s, biz_id)
-            if not actor.can_decide:
-                raise NotAllowed(f"Your role ({actor.role}) cannot decide cases.")
             self._check_version(v, expected_version)
             if v.assignee != actor.username:
                 raise NotClaimed("Claim the case before deciding it." if v.assignee is None
                                  else f"{v.assignee} holds the claim on this case.")
+            second = self._awaiting_second_review(s, v)
+            if second:
+                # Checked again here (not only at claim time): a claim taken before a role
+                # change must not carry a second review past the four-eyes rule.
+                _require(actor, Permission.SECOND_REVIEW)
+                if not may_second_review(actor, v.decided_by):
+                    raise NotAllowed("The second review must be done by someone else.",
+                                     permission=Permission.SECOND_REVIEW.value,
+                                     role=actor.role)
             state = OUTCOME_STATE[outcome]
             # The claim is part of the condition too: holding it is the right to decide.
             version = self._bump(s, v, expected_version, [Verification.assignee ==
@@ -851,16 +957,22 @@ class ReviewService:
                            outcome=outcome, reason=reason, note=note, decided_at=now,
                            based_on_version=expected_version))
             # The note itself lives in the decision row; the trail records that there is one.
-            audit.record(s, actor.username, "decide", biz_id, {
+            detail: dict[str, Any] = {
                 "outcome": outcome, "reason": reason, "state": state,
                 "based_on_version": expected_version, "version": version,
                 "note_chars": len(note or ""),
-            })
+            }
+            if second:
+                detail["second_review_of"] = v.decided_by
+            audit.record(s, actor.username, "decide", biz_id, detail)
             s.commit()
         return ActionResult(biz_id, version, state, None,
                             f"Decision recorded: {OUTCOMES[outcome]} (case is now {state}).")
 
     def add_note(self, biz_id: str, actor: Actor, text: str) -> None:
+        # A note is work on the case (it is shown to every later reviewer): the deciding
+        # roles only; the auditor stays read-only.
+        _require(actor, Permission.DECIDE)
         biz_id = _clean_biz_id(biz_id)
         text = (text or "").strip()
         if not text:
@@ -877,9 +989,8 @@ class ReviewService:
 
     def reveal_pii(self, biz_id: str, actor: Actor) -> CaseView:
         """Audited reveal of this case's personal data, valid for REVEAL_WINDOW."""
+        _require(actor, Permission.REVEAL_PII)
         biz_id = _clean_biz_id(biz_id)
-        if not pii.can_reveal(actor.role):
-            raise NotAllowed(f"Your role ({actor.role}) may not reveal personal data.")
         with Session(self.engine) as s:
             self._load(s, biz_id)
             audit.record(s, actor.username, "reveal_pii", biz_id,
@@ -893,6 +1004,7 @@ class ReviewService:
 
     def lookup(self, biz_id: str, actor: Actor) -> LookupView:
         """Store first; otherwise what FaceID still allows (reads left, deadline). No API call."""
+        _require(actor, Permission.VIEW_CASE)
         biz_id = _clean_biz_id(biz_id)
         with Session(self.engine) as s:
             found = s.exec(select(Verification.id)
@@ -920,11 +1032,12 @@ class ReviewService:
         )
 
     def fetch(self, biz_id: str, actor: Actor) -> FetchView:
-        """Fetch a biz_id from FaceID into the store; every failure becomes a plain message."""
+        """Fetch a biz_id from FaceID into the store; every failure becomes a plain message.
+
+        Audited by the fetch service itself ("fetched" / "fetch failed", with the actor)."""
+        # Fetching spends one of FaceID's reads: work on cases, not for read-only roles.
+        _require(actor, Permission.CLAIM)
         biz_id = _clean_biz_id(biz_id)
-        if not actor.can_decide:
-            # Fetching spends FaceID's quota: not for read-only roles.
-            raise NotAllowed(f"Your role ({actor.role}) may not fetch from FaceID.")
         if self.fetcher is None:
             return FetchView(biz_id, False, False, "Fetching is not available.")
         try:

@@ -17,7 +17,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from faceid import audit, summary
+from faceid import audit, summary, vocab
 from faceid.errors import DocumentError
 from faceid.model import GetResult, elide_images, loads_document, parse_document
 from faceid.tables import Inbox, RawResponse, StoredImage, Verification
@@ -51,7 +51,12 @@ def receive(engine: Engine, body: bytes, *, source: str, origin: str | None = No
 
 
 def process(engine: Engine, inbox_id: int, *, hash_key: bytes, actor: str = "system") -> Stored:
-    """Parse and store one inbox row. A body that is not a result is kept with its error."""
+    """Parse and store one inbox row. A body that is not a result is kept with its error.
+
+    Parsing and image checks run between two short transactions, not inside the write one:
+    on SQLite every transaction holds the writer lock (BEGIN IMMEDIATE), and decoding a few
+    JPEGs while holding it would stall every other writer.
+    """
     with Session(engine) as s:
         row = s.get(Inbox, inbox_id)
         if row is None:
@@ -60,21 +65,24 @@ def process(engine: Engine, inbox_id: int, *, hash_key: bytes, actor: str = "sys
             return Stored(row.biz_id, False, inbox_id, row.error)
         if row.body is None:
             return Stored(row.biz_id, False, inbox_id, "body missing")
-        try:
-            doc = loads_document(row.body)
-            parsed = parse_document(doc)
-        except DocumentError as exc:
-            row.error = str(exc)
-            row.processed_at = utcnow()
-            s.add(row)
-            s.commit()
-            return Stored(row.biz_id, False, inbox_id, str(exc))
+        body = row.body
+    try:
+        doc = loads_document(body)
+        parsed = parse_document(doc)
+    except DocumentError as exc:
+        return _refuse(engine, inbox_id, str(exc))
+    raw_body = json.dumps(elide_images(doc, image_refs(parsed)), ensure_ascii=False)
+    with Session(engine) as s:
+        row = s.get(Inbox, inbox_id)
+        if row is None or row.processed_at is not None:
+            # Processed by someone else while we parsed (a resumed run racing a worker).
+            return Stored(parsed.biz_id, False, inbox_id, row.error if row else "gone")
         existing = s.exec(select(Verification).where(Verification.biz_id == parsed.biz_id)).first()
         if existing is not None:
             created, vid = False, existing.id
         else:
             try:
-                v = _insert(s, parsed, doc, row.body, row.source, row.received_at, hash_key)
+                v = _insert(s, parsed, raw_body, body, row.source, row.received_at, hash_key)
             except IntegrityError:
                 # Another writer stored the same biz_id between our check and insert (possible
                 # on PostgreSQL; SQLite's BEGIN IMMEDIATE serialises): theirs stands.
@@ -93,6 +101,30 @@ def process(engine: Engine, inbox_id: int, *, hash_key: bytes, actor: str = "sys
         return Stored(parsed.biz_id, created, inbox_id, None, vid)
 
 
+def _refuse(engine: Engine, inbox_id: int, error: str) -> Stored:
+    """Keep a body that is not a result, with why, for a person to look at."""
+    with Session(engine) as s:
+        row = s.get(Inbox, inbox_id)
+        if row is None or row.processed_at is not None:
+            return Stored(row.biz_id if row else None, False, inbox_id, error)
+        row.error = error
+        row.processed_at = utcnow()
+        s.add(row)
+        s.commit()
+        return Stored(row.biz_id, False, inbox_id, error)
+
+
+def image_refs(parsed: GetResult) -> dict[str, str]:
+    """Response key -> sha256 of each image the parser already decoded (saves a second
+    decode in ``elide_images``)."""
+    refs = {vocab.IMAGE_KEYS.get(kind, f"image_{kind}"): img.sha256
+            for kind, img in parsed.images.items() if img.ok and img.sha256}
+    mf = parsed.multifaces_image
+    if mf is not None and mf.ok and mf.sha256:
+        refs["multifaces_image"] = mf.sha256
+    return refs
+
+
 def ingest(engine: Engine, body: bytes, *, source: str, hash_key: bytes,
            origin: str | None = None, actor: str = "system") -> Stored:
     """``receive`` then ``process``: the one call for a body in hand."""
@@ -108,7 +140,7 @@ def process_pending(engine: Engine, *, hash_key: bytes) -> list[Stored]:
     return [process(engine, i, hash_key=hash_key) for i in ids if i is not None]
 
 
-def _insert(s: Session, parsed: GetResult, doc: dict, original: bytes, source: str,
+def _insert(s: Session, parsed: GetResult, raw_body: str, original: bytes, source: str,
             received_at: datetime, hash_key: bytes) -> Verification:
     now = utcnow()
     v = Verification(**summary.columns(parsed, hash_key), source=source,
@@ -118,7 +150,7 @@ def _insert(s: Session, parsed: GetResult, doc: dict, original: bytes, source: s
     assert v.id is not None
     s.add(RawResponse(
         verification_id=v.id,
-        body=json.dumps(elide_images(doc), ensure_ascii=False),
+        body=raw_body,
         original_sha256=hashlib.sha256(original).hexdigest(),
         original_size=len(original),
         received_at=received_at,

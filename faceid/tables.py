@@ -73,6 +73,7 @@ class Verification(VerificationBase, table=True):
     __tablename__ = "verifications"
     __table_args__ = (
         Index("ix_verifications_queue", "decision_state", "stored_at"),
+        Index("ix_verifications_status_stored", "status", "stored_at"),
     )
     id: int | None = Field(default=None, primary_key=True)
     parse_flags: list[str] | None = _json_col()

@@ -342,6 +342,23 @@ class UserService:
             audit.record(s, actor.username, "login", None, {"method": method})
             s.commit()
 
+    def record_login_failed(self, method: str, reason: str,
+                            detail: Mapping[str, Any] | None = None) -> None:
+        """A refused sign-in that did not go through ``authenticate`` (an OIDC identity with
+        no enabled account, a throttled attempt). Recorded as ``anonymous``: nobody is signed
+        in. ``detail`` must not hold a password or a token (the callers pass iss/sub only)."""
+        with Session(self.engine) as s:
+            audit.record(s, ANONYMOUS, "login.failed", None,
+                         {"method": method, "reason": reason, **(detail or {})})
+            s.commit()
+
+    def record_logout(self, actor: Actor, reason: str = "user") -> None:
+        """End of a session: ``user`` (sign-out button), ``expired`` (idle/absolute limit),
+        ``revoked`` (disabled, deleted or role changed while signed in)."""
+        with Session(self.engine) as s:
+            audit.record(s, actor.username, "logout", None, {"reason": reason})
+            s.commit()
+
     # ------------------------------------------------------------------ helpers
 
     def _verify(self, stored: str, password: str) -> bool:

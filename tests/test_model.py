@@ -299,3 +299,8 @@ def _aliases() -> set[str]:
 def test_loads_document_reports_position() -> None:
     with pytest.raises(DocumentError, match="line 2"):
         loads_document(b'{"a": 1,\n oops}')
+
+
+def test_truncated_inside_a_string_is_called_truncated() -> None:
+    with pytest.raises(DocumentError, match=r"ends early \(truncated\?\)\.$"):
+        loads_document(b'{"status": "OK", "biz_info": {"biz_id": "1,abc')

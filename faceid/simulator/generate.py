@@ -112,12 +112,13 @@ class _Case:
 
 def generate_result(seed: int, biz_id: str | None = None, *, status: str | None = None,
                     procedure_type: str | None = None, hostile: bool = False,
-                    anchor: int | None = None) -> dict[str, Any]:
+                    anchor: int | None = None, spread_s: int | None = None) -> dict[str, Any]:
     """Return the full get_result response for one simulated case, deterministic in ``seed``.
 
     Cases start up to 30 days before the fixed ``ANCHOR_TS`` (repeatable output), or, given an
     ``anchor`` (unix time, e.g. now), up to 20 hours before it: demo cases must still be inside
     FaceID's 1-day read window, which the desk computes from the biz_id's leading timestamp.
+    ``spread_s`` overrides how far before the anchor a case may start.
     """
     _check_choice("status", status, STATUSES)
     _check_choice("procedure_type", procedure_type, PROCEDURE_TYPES)
@@ -127,7 +128,7 @@ def generate_result(seed: int, biz_id: str | None = None, *, status: str | None 
         status = "OK" if hostile else _pick(rng, STATUSES, _STATUS_WEIGHTS)
     person = make_person(rng)
     case = _Case(rng, _hostile_person(person) if hostile else person, status, hostile,
-                 _start(rng, anchor), rng.getrandbits(31))
+                 _start(rng, anchor, spread_s), rng.getrandbits(31))
     biz_id = biz_id or f"{case.started},{_uuid4(rng)}"
     result: dict[str, Any] = {
         "request_id": f"{case.started + rng.randint(900, 3600)},{_uuid4(rng)}",
@@ -141,10 +142,10 @@ def generate_result(seed: int, biz_id: str | None = None, *, status: str | None 
     return result
 
 
-def _start(rng: random.Random, anchor: int | None) -> int:
+def _start(rng: random.Random, anchor: int | None, spread_s: int | None) -> int:
     if anchor is None:
-        return ANCHOR_TS - rng.randrange(30 * 86400)
-    return anchor - rng.randrange(20 * 3600)
+        return ANCHOR_TS - rng.randrange(spread_s or 30 * 86400)
+    return anchor - rng.randrange(spread_s or 20 * 3600)
 
 
 def generate_batch(n: int, seed: int = 0, *, status: str | None = None,

@@ -1,0 +1,114 @@
+"""Bulk fetch throughput against the simulator, relative to the ceiling FaceID allows.
+
+With a fixed answer latency L and a concurrency limit C, no client can beat C/L reads per
+second. We report achieved / (C/L) (target >= 0.9) and the reads served beyond the quota
+(``over_quota_reads``, must be 0), storing every result on a file SQLite exactly as
+``python -m faceid fetch`` does (ledger, inbox, parse, images, audit).
+
+The simulator runs in its own process, as FaceID would: in-process it would compete with the
+desk for the GIL and its CPU time would be billed to us.
+
+    .venv/bin/python bench/fetch_throughput.py [--n 240] [--database-url URL]
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from faceid import schema  # noqa: E402
+from faceid.client import FaceIDClient  # noqa: E402
+from faceid.config import Settings  # noqa: E402
+from faceid.db import make_engine  # noqa: E402
+from faceid.fetching import FetchService  # noqa: E402
+from faceid.simulator import generate_result  # noqa: E402
+
+KEY, SECRET = "bench-key", "bench-secret"
+
+
+def cases(n: int, seed: int) -> list[dict[str, Any]]:
+    return [generate_result(seed * 1_000_003 + i) for i in range(n)]
+
+
+def _serve(conn: Any, n: int, seed: int, latency: float, limit: int) -> None:
+    """Child process: serve ``n`` cases until told to stop, then send the counters back."""
+    from faceid.simulator import SimulatorState, start_in_thread
+    from faceid.simulator import server as sim_server
+
+    if not getattr(sim_server._Handler, "disable_nagle_algorithm", False):
+        # The simulator writes headers and body in two send()s; with Nagle on, the body
+        # waits for the client's delayed ACK: +40 ms per answer that would be billed to us.
+        sim_server._Handler.disable_nagle_algorithm = True
+    state = SimulatorState(api_key=KEY, api_secret=SECRET, latency_s=latency,
+                           concurrency_limit=limit)
+    for case in cases(n, seed):
+        state.add(case)
+    with start_in_thread(state) as sim:
+        conn.send(sim.base_url)
+        conn.recv()  # "stop"
+        conn.send({"over_quota_reads": state.over_quota_reads,
+                   "max_in_flight": state.max_in_flight,
+                   "limit_answers": state.responses_by_code.get("CONCURRENCY_LIMIT_EXCEEDED", 0),
+                   "total_requests": state.total_requests})
+
+
+def run(n: int, latency: float, limit: int, seed: int, url: str | None) -> dict[str, Any]:
+    ids = [c["biz_info"]["biz_id"] for c in cases(n, seed)]
+    parent, child = mp.Pipe()
+    proc = mp.get_context("spawn").Process(target=_serve, args=(child, n, seed, latency, limit))
+    proc.start()
+    try:
+        base_url = parent.recv()
+        with tempfile.TemporaryDirectory() as tmp:
+            engine = make_engine(url or f"sqlite:///{tmp}/bench.db")
+            if url:
+                from sqlmodel import SQLModel
+
+                SQLModel.metadata.drop_all(engine)
+            schema.create_all(engine)
+            client = FaceIDClient(KEY, SECRET, base_url, max_concurrency=limit,
+                                  backoff_initial_s=0.05, backoff_max_s=0.5)
+            service = FetchService(engine, lambda: client,
+                                   Settings(api_key=KEY, api_secret=SECRET, pii_key="bench"))
+            started = time.perf_counter()
+            summary = service.fetch_many(ids, "bench", concurrency=limit)
+            elapsed = time.perf_counter() - started
+            client.close()
+            engine.dispose()
+        parent.send("stop")
+        sim = parent.recv()
+    finally:
+        proc.join(10)
+    rate = summary.stored / elapsed
+    ceiling = limit / latency
+    return {"db": "postgres" if url else "sqlite", "n": n, "L_ms": latency * 1000, "C": limit,
+            "stored": summary.stored, "elapsed_s": elapsed, "rate": rate, "ceiling": ceiling,
+            "ratio": rate / ceiling, "over_quota": sim["over_quota_reads"],
+            "limit_answers": sim["limit_answers"], "max_in_flight": sim["max_in_flight"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=240, help="results per configuration")
+    parser.add_argument("--database-url", default=None,
+                        help="a scratch PostgreSQL URL (its tables are dropped!); default SQLite")
+    args = parser.parse_args()
+    configs = [(0.200, 4), (0.100, 4), (0.100, 8), (0.050, 8)]
+    cols = ("db", "n", "L_ms", "C", "stored", "elapsed_s", "rate", "ceiling", "ratio",
+            "over_quota", "limit_answers", "max_in_flight")
+    print(" | ".join(f"{c:>13}" for c in cols))
+    for i, (latency, limit) in enumerate(configs):
+        row = run(args.n, latency, limit, seed=i + 1, url=args.database_url)
+        print(" | ".join(f"{row[c]:>13.2f}" if isinstance(row[c], float) else f"{row[c]:>13}"
+                         for c in cols), flush=True)
+
+
+if __name__ == "__main__":
+    main()

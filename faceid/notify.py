@@ -1,0 +1,305 @@
+"""Receiver for FaceID's notify_url callback (server-to-server form POST: ``data`` + ``sign``).
+
+Why the stdlib ``ThreadingHTTPServer`` and not Starlette/Uvicorn (which Streamlit ships): the
+receiver is one endpoint whose work is blocking (SQL, the sync FaceID client), so an event loop
+would only add thread hops; and Starlette/Uvicorn are Streamlit's transitive dependencies, not
+ours to pin, so a Streamlit upgrade could move them under us. The stdlib server is enough for a
+callback rate of a few per second, and the handler reads at most ``max_body`` bytes.
+
+Per request:
+1. The signature is checked first: ``sign == sha1(api_secret + data).hexdigest()`` over the
+   ``data`` value exactly as received (url-decoded, never re-serialised: field notes), with
+   ``hmac.compare_digest``. A bad or missing ``sign`` gets 403, a log line (no secret, no
+   payload) and nothing stored.
+2. A good one is committed to the inbox (``store.receive(source="notify")``) and answered 200 at
+   once: FaceID should not wait on our database or on FaceID itself.
+3. A worker thread then fetches the full result *with images* through ``FetchService`` (the
+   callback carries none), which spends no read when the biz_id is already stored, and finally
+   processes the callback's inbox row (a duplicate by then, so only marked done). If the fetch
+   cannot succeed, the callback's own data is stored so the case is not lost.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any
+from urllib.parse import parse_qs
+
+from sqlalchemy import Engine
+from sqlmodel import Session, col, select
+
+from faceid import store
+from faceid.errors import DocumentError
+from faceid.fetching import FAILED, FetchService
+from faceid.model import loads_document
+from faceid.tables import Inbox
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PORT = 8028  # one of the five ports FaceID will call (443, 5000, 16003, 8883, 8028)
+#: get_result without images is a few KB; a generous cap that still stops abuse.
+DEFAULT_MAX_BODY = 256 * 1024
+_STOP = -1
+
+
+def signature(api_secret: str, data: str) -> str:
+    """FaceID's sign: lowercase hex SHA-1 of the secret followed by the data (not an HMAC)."""
+    return hashlib.sha1((api_secret + data).encode("utf-8")).hexdigest()  # noqa: S324
+
+
+def sign_ok(api_secret: str, data: str, sign: str) -> bool:
+    expected = signature(api_secret, data).encode()
+    return hmac.compare_digest(expected, sign.strip().lower().encode("utf-8"))
+
+
+class NotifyReceiver:
+    """Verifies and stores callbacks; a worker thread completes them with a full fetch."""
+
+    def __init__(self, engine: Engine, fetcher: FetchService | None, *, api_secret: str,
+                 hash_key: bytes, actor: str = "notify", max_body: int = DEFAULT_MAX_BODY,
+                 fetch_tries: int = 3, retry_delay_s: float = 30.0) -> None:
+        if not api_secret:
+            raise ValueError("the notify receiver needs the api_secret to check signatures")
+        self.engine, self.fetcher = engine, fetcher
+        self._secret, self._hash_key, self.actor = api_secret, hash_key, actor
+        self.max_body = max_body
+        self._tries, self._retry_delay_s = fetch_tries, retry_delay_s
+        self._queue: queue.Queue[tuple[int, int]] = queue.Queue()
+        self._worker: threading.Thread | None = None
+        self._timers: list[threading.Timer] = []
+        self.accepted = self.rejected = 0
+
+    # ------------------------------------------------------------------ request side
+
+    def handle(self, body: bytes, content_type: str | None, peer: str) -> tuple[int, str]:
+        """Check and store one callback body; return (HTTP status, short reply text)."""
+        ctype = (content_type or "application/x-www-form-urlencoded").split(";")[0].strip()
+        if ctype.lower() != "application/x-www-form-urlencoded":
+            return 415, "expected a form-encoded body"
+        try:
+            fields = parse_qs(body.decode("utf-8"), keep_blank_values=True, max_num_fields=20)
+        except (UnicodeDecodeError, ValueError):
+            return 400, "unreadable form body"
+        data, sign = fields.get("data", []), fields.get("sign", [])
+        if len(data) != 1:
+            return 400, "expected one data field"
+        if len(sign) != 1 or not sign_ok(self._secret, data[0], sign[0]):
+            self.rejected += 1
+            # Neither the payload (personal data) nor the expected sign (derived from the
+            # secret) goes into the log.
+            log.warning("notify callback from %s refused: %s signature (%d bytes)", peer,
+                        "missing" if len(sign) != 1 else "bad", len(body))
+            return 403, "bad signature"
+        inbox_id = store.receive(self.engine, data[0].encode("utf-8"), source="notify",
+                                 origin=f"notify from {peer}")
+        self.accepted += 1
+        self._queue.put((inbox_id, 1))
+        log.info("notify callback from %s stored as inbox row %d", peer, inbox_id)
+        return 200, "OK"
+
+    # ------------------------------------------------------------------ worker side
+
+    def start(self) -> None:
+        """Start the worker and queue any callback an earlier run stored but never finished."""
+        if self._worker is not None:
+            return
+        with Session(self.engine) as s:
+            pending = s.exec(select(Inbox.id).where(Inbox.source == "notify",
+                                                    col(Inbox.processed_at).is_(None))
+                             .order_by(col(Inbox.id))).all()
+        for inbox_id in pending:
+            if inbox_id is not None:
+                self._queue.put((inbox_id, 1))
+        self._worker = threading.Thread(target=self._run, name="faceid-notify-worker",
+                                        daemon=True)
+        self._worker.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        for timer in self._timers:
+            timer.cancel()
+        if self._worker is not None:
+            self._queue.put((_STOP, 0))
+            self._worker.join(timeout)
+            self._worker = None
+
+    def drain(self, timeout: float = 30.0) -> bool:
+        """Wait until every queued callback is handled (tests, shutdown). True if it was."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._queue.unfinished_tasks == 0 and not any(t.is_alive() for t in self._timers):
+                return True
+            time.sleep(0.02)
+        return False
+
+    def _run(self) -> None:
+        while True:
+            inbox_id, attempt = self._queue.get()
+            try:
+                if inbox_id == _STOP:
+                    return
+                self.complete(inbox_id, attempt)
+            except Exception:
+                # The worker must outlive one bad row; the redacting filter scrubs the trace.
+                log.error("notify worker failed on inbox row %d", inbox_id, exc_info=True)
+            finally:
+                self._queue.task_done()
+
+    def complete(self, inbox_id: int, attempt: int = 1) -> str:
+        """Fetch the full result for one stored callback, then mark the callback done."""
+        with Session(self.engine) as s:
+            row = s.get(Inbox, inbox_id)
+            body = row.body if row is not None and row.processed_at is None else None
+        if body is None:
+            return "nothing to do"
+        try:
+            biz = loads_document(body).get("biz_info")
+            biz_id = biz.get("biz_id") if isinstance(biz, dict) else None
+        except DocumentError:
+            biz_id = None
+        if isinstance(biz_id, str) and biz_id.strip() and self.fetcher is not None:
+            outcome = self.fetcher.fetch(biz_id, self.actor)
+            log.info("notify biz_id=%s: fetch %s", biz_id, outcome.status)
+            if outcome.status == FAILED and attempt < self._tries:
+                # Maybe transient (network, FaceID busy): try again later rather than settle
+                # for the image-less callback copy, which would then be the write-once record.
+                self._later(inbox_id, attempt + 1)
+                return "fetch retry scheduled"
+        # Stores the callback's own data if the fetch did not store the biz_id (or refuses
+        # a body that is not a result, keeping it in the inbox with the reason).
+        result = store.process(self.engine, inbox_id, hash_key=self._hash_key, actor=self.actor)
+        return "stored from callback" if result.created else (result.error or "already stored")
+
+    def _later(self, inbox_id: int, attempt: int) -> None:
+        timer = threading.Timer(self._retry_delay_s, self._queue.put, ((inbox_id, attempt),))
+        timer.daemon = True
+        self._timers = [t for t in self._timers if t.is_alive()] + [timer]
+        timer.start()
+
+
+# --------------------------------------------------------------------------- HTTP
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], receiver: NotifyReceiver) -> None:
+        self.receiver = receiver
+        super().__init__(address, _Handler)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "FaceIDReviewDesk-notify"
+    sys_version = ""
+    timeout = 15  # a slow or idle client gives its thread back
+    # Headers and body go out in two writes: without TCP_NODELAY the body waits ~40 ms for
+    # the peer's delayed ACK.
+    disable_nagle_algorithm = True
+    server: _Server
+
+    def do_POST(self) -> None:
+        receiver = self.server.receiver
+        try:
+            length = int(self.headers.get("Content-Length", ""))
+        except ValueError:
+            self._reply(411, "Content-Length required", close=True)
+            return
+        if length < 0 or length > receiver.max_body:
+            # Not read: closing the connection is cheaper than draining an oversized body.
+            self._reply(413, "body too large", close=True)
+            return
+        body = self.rfile.read(length)
+        status, text = receiver.handle(body, self.headers.get("Content-Type"),
+                                       self.client_address[0])
+        self._reply(status, text)
+
+    def do_GET(self) -> None:
+        if self.path.split("?")[0] in ("/healthz", "/_health"):
+            self._reply(200, json.dumps({"status": "ok",
+                                         "accepted": self.server.receiver.accepted,
+                                         "rejected": self.server.receiver.rejected}),
+                        "application/json")
+        else:
+            self._reply(405, "POST the callback here")
+
+    def _reply(self, status: int, text: str, ctype: str = "text/plain; charset=utf-8",
+               close: bool = False) -> None:
+        data = text.encode("utf-8")
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(data)))
+        if close:
+            self.send_header("Connection", "close")
+            self.close_connection = True
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        # The stdlib line holds the request path; the path is ours, but keep the log to what
+        # an operator needs and never anything a caller sent.
+        log.info("%s %s", self.client_address[0], getattr(self, "command", "-"))
+
+    def log_error(self, format: str, *args: Any) -> None:
+        log.warning("notify request error from %s", self.client_address[0])
+
+
+class NotifyServer:
+    """A receiver served from a background thread; a context manager."""
+
+    def __init__(self, httpd: _Server, thread: threading.Thread) -> None:
+        self._httpd, self._thread = httpd, thread
+        self.receiver = httpd.receiver
+        host, port = httpd.server_address[:2]
+        self.base_url = f"http://{host}:{port}"
+
+    def stop(self) -> None:
+        if self._thread.is_alive():
+            self._httpd.shutdown()
+            self._thread.join(timeout=5)
+        self._httpd.server_close()
+        self.receiver.stop()
+
+    def __enter__(self) -> NotifyServer:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+
+def start_in_thread(receiver: NotifyReceiver, host: str = "127.0.0.1",
+                    port: int = 0) -> NotifyServer:
+    receiver.start()
+    httpd = _Server((host, port), receiver)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.1},
+                              name="faceid-notify", daemon=True)
+    thread.start()
+    return NotifyServer(httpd, thread)
+
+
+def serve(receiver: NotifyReceiver, host: str = "127.0.0.1", port: int = DEFAULT_PORT,
+          ready: Callable[[str], None] | None = None) -> None:
+    """Serve in the foreground until interrupted (the CLI verb)."""
+    receiver.start()
+    httpd = _Server((host, port), receiver)
+    if ready is not None:
+        ready(f"http://{host}:{httpd.server_address[1]}")
+    try:
+        httpd.serve_forever()
+    finally:
+        httpd.server_close()
+        receiver.stop()
+
+
+__all__ = ["DEFAULT_PORT", "NotifyReceiver", "NotifyServer", "serve", "sign_ok", "signature",
+           "start_in_thread"]
