@@ -59,6 +59,20 @@ def engine(request: pytest.FixtureRequest) -> Iterator[Engine]:
     eng.dispose()
 
 
+@pytest.fixture(params=["sqlite-file", pytest.param("postgres", marks=pytest.mark.postgres)])
+def mt_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """For multi-threaded tests: the in-memory engine shares ONE connection between threads,
+    so these run on a SQLite file (real locking, WAL) and on PostgreSQL."""
+    if request.param == "sqlite-file":
+        eng = make_engine(f"sqlite:///{tmp_path}/desk.db")
+    else:
+        eng = make_engine(pg_url_or_skip())
+        reset_pg(eng)
+    schema.create_all(eng)
+    yield eng
+    eng.dispose()
+
+
 @pytest.fixture
 def sqlite_engine() -> Iterator[Engine]:
     eng = memory_engine()

@@ -17,11 +17,10 @@ import pytest
 from sqlalchemy import Engine, func
 from sqlmodel import Session, select
 
-from faceid import fetching, schema, store
+from faceid import fetching, store
 from faceid.actors import Actor
 from faceid.client import FaceIDClient
 from faceid.config import Settings
-from faceid.db import make_engine
 from faceid.errors import QuotaExhausted
 from faceid.fetching import FetchService, attempt_spent, biz_id_started
 from faceid.model import restore_images
@@ -71,21 +70,6 @@ def make_service(engine: Engine, client: FaceIDClient, clock: FakeClock) -> Fetc
 @pytest.fixture
 def service(engine, client, clock) -> FetchService:
     return make_service(engine, client, clock)
-
-
-@pytest.fixture(params=["sqlite-file", pytest.param("postgres", marks=pytest.mark.postgres)])
-def mt_engine(request, tmp_path) -> Iterator[Engine]:
-    """For multi-threaded tests: the in-memory engine shares ONE connection between threads."""
-    if request.param == "sqlite-file":
-        eng = make_engine(f"sqlite:///{tmp_path}/desk.db")
-    else:
-        from conftest import pg_url_or_skip, reset_pg
-
-        eng = make_engine(pg_url_or_skip())
-        reset_pg(eng)
-    schema.create_all(eng)
-    yield eng
-    eng.dispose()
 
 
 def fresh(sim, clock: FakeClock, seed: int, **kw) -> str:

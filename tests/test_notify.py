@@ -16,10 +16,9 @@ import pytest
 from sqlalchemy import Engine, func
 from sqlmodel import Session, select
 
-from faceid import schema, store
+from faceid import store
 from faceid.client import FaceIDClient
 from faceid.config import Settings
-from faceid.db import make_engine
 from faceid.fetching import FetchService
 from faceid.notify import NotifyReceiver, sign_ok, signature, start_in_thread
 from faceid.simulator import FakeClock, SimulatorState, generate_result
@@ -30,22 +29,6 @@ KEY = "key-notify-tests"
 SECRET = "N0TIFY-secret-never-shown"  # noqa: S105
 NOW = 1_800_000_000.0
 SETTINGS = Settings(api_key=KEY, api_secret=SECRET, pii_key="test-pii")
-
-
-@pytest.fixture(params=["sqlite-file", pytest.param("postgres", marks=pytest.mark.postgres)])
-def mt_engine(request, tmp_path) -> Iterator[Engine]:
-    """The receiver is multi-threaded: the in-memory engine shares one connection, so use a
-    file (or PostgreSQL)."""
-    if request.param == "sqlite-file":
-        eng = make_engine(f"sqlite:///{tmp_path}/desk.db")
-    else:
-        from conftest import pg_url_or_skip, reset_pg
-
-        eng = make_engine(pg_url_or_skip())
-        reset_pg(eng)
-    schema.create_all(eng)
-    yield eng
-    eng.dispose()
 
 
 @pytest.fixture
