@@ -1325,6 +1325,7 @@ def _id_exceptions(parsed: GetResult | None) -> list[dict[str, Any]]:
 
 __all__ = [
     "BAND_OPTIONS",
+    "SECOND_REVIEW_REJECTS_ENV",
     "LIVENESS_OPTIONS",
     "OUTCOMES",
     "REASONS",
@@ -1332,6 +1333,7 @@ __all__ = [
     "STATES",
     "UNASSIGNED",
     "ActionResult",
+    "Allowance",
     "CaseNotFound",
     "CaseView",
     "ClaimConflict",

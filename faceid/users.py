@@ -11,7 +11,8 @@
   creates accounts (no self-enrolment into a role).
 * Every change is audit-recorded in the same transaction as the change itself, with the acting
   admin as actor: ``user.add``, ``user.disable``, ``user.enable``, ``user.role``,
-  ``user.passwd``, ``user.rehash``; sign-ins as ``login`` / ``login.failed``.
+  ``user.passwd``, ``user.rehash``; sign-ins as ``login`` / ``login.failed``; session ends as
+  ``logout`` with the reason (``faceid.auth`` calls ``record_logout``).
 * ``SessionPolicy`` is the idle/absolute expiry rule the dashboard applies to a signed-in
   session (pure: the caller passes the times).
 """

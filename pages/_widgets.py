@@ -21,6 +21,7 @@ from PIL import Image
 
 import pages
 from faceid.actors import Actor
+from faceid.permissions import Permission, PermissionDenied
 
 _MD_SPECIAL = re.compile("([" + re.escape(string.punctuation) + "])")
 
@@ -45,6 +46,18 @@ def show_flash(key: str) -> None:
     msg = st.session_state.pop(key, None)
     if msg:
         say(*msg)
+
+
+def guarded(render: Callable[[Any, Actor], None], service: Any, actor: Actor) -> None:
+    """Run a page; a role refusal from the service layer becomes a plain error on the page.
+
+    Menus already hide what a role may not use; this is for the service's own check (a stale
+    menu, a role changed mid-session): the refusal text names only role and operation.
+    """
+    try:
+        render(service, actor)
+    except PermissionDenied as exc:
+        say("error", str(exc))
 
 
 def table(df: pd.DataFrame | Any, **kwargs: Any) -> Any:
@@ -121,7 +134,7 @@ def lookup_box(service: Any, actor: Actor, prefix: str) -> None:
         if not view.can_fetch:
             st.warning("FaceID allows no further read of this result.")
             return
-        if not actor.can_decide:
+        if not actor.can(Permission.CLAIM):
             st.info("Your role cannot fetch from FaceID (it spends a read).")
             return
         if st.button("Fetch now (spends one read)", key=f"{prefix}_fetch", type="primary"):

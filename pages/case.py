@@ -16,6 +16,7 @@ import streamlit as st
 import pages
 from faceid.actors import Actor
 from faceid.errors import FaceIDError
+from faceid.permissions import Permission
 from faceid.review import NOTE_MAX, OUTCOMES, REASONS, CaseView, ReviewService
 from pages import _widgets as w
 
@@ -93,6 +94,11 @@ def _header(service: ReviewService, actor: Actor, view: CaseView) -> None:
                  ("time used (ms)", view.time_used)]
         w.kv_table(rows)
     with right:
+        if view.awaiting_second_review:
+            # Usernames are data (st.text), never Markdown.
+            st.warning("Waiting for a second review by a senior reviewer who did not make "
+                       "this decision (four eyes). Decision under review by:")
+            st.text(view.decided_by or "—")
         w.kv_table([("review state", view.decision_state),
                     ("state means", view.state_meaning),
                     ("claimed by", view.assignee or "nobody"),
@@ -108,9 +114,19 @@ def _header(service: ReviewService, actor: Actor, view: CaseView) -> None:
             with st.expander(f"{len(view.parse_flags)} value(s) did not fit the FaceID page"):
                 for flag in view.parse_flags:
                     st.text(flag)
+        _purge_notes(view)
         _reveal_controls(service, actor, view)
     if not view.has_results:
         st.info("FaceID returns no ID card, liveness or compare results for this status.")
+
+
+def _purge_notes(view: CaseView) -> None:
+    # What the retention policy removed, and when: a purged case is not a broken case.
+    if view.images_purged_at:
+        st.info(f"Images purged on {view.images_purged_at} by retention policy.")
+    if view.pii_purged_at:
+        st.info(f"Personal data (name, ID number, address, birthday) purged on "
+                f"{view.pii_purged_at} by retention policy.")
 
 
 def _reveal_controls(service: ReviewService, actor: Actor, view: CaseView) -> None:
@@ -137,10 +153,18 @@ def _image(where: Any, img: Any) -> None:
 
 
 def _images(view: CaseView) -> None:
-    if not view.images:
-        st.info("No images were returned for this case.")
+    purged = [i for i in view.images if i.state == "purged"]
+    if purged:
+        when = view.images_purged_at or "an earlier date"
+        # Escaped: an image kind FaceID invents becomes its label.
+        w.say("info", f"Images purged on {when} by retention policy "
+                      f"({len(purged)} image(s): " + ", ".join(i.label for i in purged) + ").")
+    shown = [i for i in view.images if i.state != "purged"]
+    if not shown:
+        if not purged:
+            st.info("No images were returned for this case.")
         return
-    by_kind = {i.kind: i for i in view.images}
+    by_kind = {i.kind: i for i in shown}
     # The liveness face beside the ID card portrait side: the comparison a reviewer makes.
     face = by_kind.get("best") or by_kind.get("face_front")
     pair = [i for i in (face, by_kind.get("idcard_front")) if i is not None]
@@ -148,12 +172,12 @@ def _images(view: CaseView) -> None:
         cols = st.columns(2)
         for col, img in zip(cols, pair, strict=False):
             _image(col, img)
-    rest = [i for i in view.images if i not in pair]
+    rest = [i for i in shown if i not in pair]
     if rest:
         cols = st.columns(3)
         for n, img in enumerate(rest):
             _image(cols[n % 3], img)
-    usable = [i for i in view.images if i.data is not None]
+    usable = [i for i in shown if i.data is not None]
     if not usable:
         return
     with st.expander("Full size: zoom and rotate"):
@@ -174,6 +198,9 @@ def _images(view: CaseView) -> None:
 
 
 def _idcard(view: CaseView) -> None:
+    if view.pii_purged_at:
+        st.info(f"Personal data purged on {view.pii_purged_at} by retention policy: the "
+                "values below read [purged].")
     if not view.ocr and view.confirmed.empty:
         st.info("No ID card information in this result.")
         return
@@ -338,8 +365,14 @@ def _notes_panel(service: ReviewService, actor: Actor, view: CaseView) -> None:
     st.subheader("Notes")
     if view.notes.empty:
         st.caption("No notes yet.")
-    else:
-        w.table(view.notes)
+    for when, who, text in view.notes.itertuples(index=False):
+        # As text, whole: a grid in this narrow column would cut the note off, and st.text
+        # never renders Markdown or HTML (notes are typed by people: hostile is possible).
+        with st.container(border=True):
+            st.text(f"{when} · {who}")
+            st.text(text)
+    if not actor.can(Permission.DECIDE):
+        return  # read-only roles see the notes but add none (the service refuses too)
     with st.form("case_note", border=False):
         st.text_area("Add a note", key="note_text", max_chars=NOTE_MAX, height=80)
         st.form_submit_button("Add note", on_click=_add_note,
@@ -347,7 +380,7 @@ def _notes_panel(service: ReviewService, actor: Actor, view: CaseView) -> None:
 
 
 def _next_case_button(service: ReviewService, actor: Actor, *, primary: bool = False) -> None:
-    if not actor.can_decide:
+    if not actor.can(Permission.CLAIM):
         return
     if st.button("Next case", key="case_next", type="primary" if primary else "secondary",
                  width="stretch"):

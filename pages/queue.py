@@ -8,6 +8,7 @@ import streamlit as st
 import pages
 from faceid import vocab
 from faceid.actors import Actor
+from faceid.permissions import Permission
 from faceid.review import (
     BAND_OPTIONS,
     LIVENESS_OPTIONS,
@@ -82,7 +83,7 @@ def render(service: ReviewService, actor: Actor) -> None:
     top[0].caption(f"{result.total} case(s) match · page {result.page} of {result.pages} · "
                    "names are masked in the list · select a row to open the case")
     nxt = top[1].button("Next case for me", key="queue_next", width="stretch",
-                        disabled=not actor.can_decide)
+                        disabled=not actor.can(Permission.CLAIM))
     if nxt:
         biz_id = service.next_case(actor)
         if biz_id is None:

@@ -15,6 +15,7 @@ import streamlit as st
 from faceid.actors import Actor
 from faceid.export import DECISION_STATES, EXPORT_COLUMNS, LIVENESS_VALUES, ExportFilter
 from faceid.insights import InsightsService
+from faceid.permissions import Permission
 from faceid.timeutil import utcnow
 from pages import _widgets as w
 from pages.audit import ANY, download, filters
@@ -26,6 +27,10 @@ def _hours(seconds: float | None) -> str:
 
 def render(service: InsightsService, actor: Actor) -> None:
     st.title("Reports")
+    if not actor.can(Permission.EXPORT):
+        # The menu leaves this page out for such roles; the service would refuse anyway.
+        st.info("Reports and exports are for roles allowed to export (senior, auditor, admin).")
+        return
     f = filters("reports", with_reason=False)
 
     st.subheader("Pass rate by procedure")

@@ -26,6 +26,7 @@ from faceid.db import memory_engine  # noqa: E402
 from faceid.insights import InsightsService  # noqa: E402
 from faceid.simulator import generate_batch, generate_result  # noqa: E402
 from faceid.tables import Decision, Verification  # noqa: E402
+from pages import _widgets as w  # noqa: E402
 from pages import audit, compare, reports  # noqa: E402
 
 HOSTILE_BIZ_ID = "[click](http://evil.example),<script>alert(1)</script>"
@@ -65,5 +66,8 @@ def seeded_service() -> InsightsService:
 
 _PAGES = {"audit": audit.render, "compare": compare.render, "reports": reports.render}
 _role = str(st.session_state.get("t_role", "auditor"))
-_PAGES[str(st.session_state.get("t_page", "audit"))](
-    seeded_service(), Actor(f"apptest.{_role}", "AppTest", _role))
+_actor = Actor(f"apptest.{_role}", "AppTest", _role)
+# As dashboard.py does: the page gets a service bound to the actor, so every call it makes is
+# checked against that role (a refusal shows as a plain error, as w.guarded renders it).
+w.guarded(_PAGES[str(st.session_state.get("t_page", "audit"))],
+          seeded_service().for_actor(_actor), _actor)

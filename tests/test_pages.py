@@ -323,24 +323,30 @@ def test_claim_conflict_and_auditor_read_only(service: ReviewService) -> None:
     at = page(case_app, service, biz_id=biz)
     assert not [b for b in at.button if b.label == "Claim this case"]
     assert any("Claimed by demo" in i.value for i in at.info)
+    service.add_note(biz, REVIEWER, "reviewer remark")
     at = page(case_app, service, actor=AUDITOR, biz_id=biz)
     labels = {b.label for b in at.button}
     assert "Claim this case" not in labels and "Record decision" not in labels
     assert "Reveal personal data (audited)" not in labels
-    at.text_area(key="note_text").set_value("audit remark")
-    button(at, "Add note").click().run()
-    notes = next(d.value for d in at.dataframe if list(d.value.columns) == [
-        "time (UTC)", "actor", "note"])
-    assert list(notes["note"]) == ["audit remark"] and list(notes["actor"]) == ["demo.auditor"]
+    # Read-only: the auditor sees the notes but gets no note form.
+    assert "Add note" not in labels and not [t for t in at.text_area if t.key == "note_text"]
+    shown = texts(at)
+    assert "reviewer remark" in shown
+    assert any(t.endswith(" UTC · demo.reviewer") for t in shown)
 
 
-def test_dashboard_live_mode_is_locked(dashboard_db: str, monkeypatch) -> None:
+def test_dashboard_live_mode_shows_only_the_sign_in_form(dashboard_db: str,
+                                                         monkeypatch) -> None:
+    # (Signing in, expiry, revocation and menus: tests/test_auth.py.)
     monkeypatch.setenv("FACEID_API_KEY", "k")
     monkeypatch.setenv("FACEID_API_SECRET", "s3cr3t-value")
+    monkeypatch.setenv("FACEID_PII_KEY", "pii-key-for-tests")
     at = dashboard()
     no_exception(at)
-    assert any("Live mode needs sign-in" in e.value for e in at.error)
-    assert not at.dataframe and not at.button
+    assert [s.value for s in at.subheader] == ["Sign in"]
+    assert {t.label for t in at.text_input} == {"Username", "Password"}
+    assert not at.dataframe and not at.sidebar.metric and not at.image
+    assert "s3cr3t-value" not in repr(at)
 
 
 def test_dashboard_bad_config_is_plain(monkeypatch) -> None:
@@ -363,7 +369,8 @@ def test_hostile_text_never_reaches_markdown(service: ReviewService) -> None:
     no_exception(at)
     cells = " ".join(d.value.to_string() for d in at.dataframe)
     # The hostile strings are on the page (as data), so the scan below is not vacuous...
-    assert "[click](http://evil)" in cells and "[x](http://evil)" in cells
+    assert "[click](http://evil)" in cells
+    assert "[x](http://evil) <img src=x onerror=alert(1)>" in texts(at)  # the note
     assert "=HYPERLINK" in cells
     # ...but never inside an element that renders Markdown.
     for value in markdown_like(at):
@@ -387,3 +394,52 @@ def test_escape_helper() -> None:
 
     assert md_escape("[x](http://evil)") == r"\[x\]\(http\:\/\/evil\)"
     assert md_escape("**b** :red[x] $y$") == r"\*\*b\*\* \:red\[x\] \$y\$"
+
+
+# --------------------------------------------------------------------------- personal data
+
+
+def shown(at: AppTest) -> str:
+    """Everything a page shows as data: tables, text, code, JSON, metrics."""
+    parts = [d.value.to_string() for d in at.dataframe] + texts(at)
+    parts += [c.value for c in at.code] + [str(j.value) for j in at.json]
+    parts += [str(m.value) for m in at.metric]
+    return "\n".join(parts)
+
+
+def compare_app(engine, actor) -> None:
+    from faceid.insights import InsightsService
+    from pages import compare
+
+    compare.render(InsightsService(engine).for_actor(actor), actor)
+
+
+def test_personal_data_is_masked_everywhere_until_revealed(service: ReviewService) -> None:
+    doc = next(d for d in docs() if d.get("images") and d["status"] == "OK"
+               and d.get("idcard_info", {}).get("front_side"))
+    biz, info = doc["biz_info"]["biz_id"], doc["idcard_info"]
+    ocr = info["front_side"]["ocr_result"]
+    bd = ocr["birthday"]
+    clear = {"name": info["idcard_name"], "ID number": info["idcard_number"],
+             "address": ocr["address"],
+             "birthday": f"{bd['year']}-{int(bd['month']):02d}-{int(bd['day']):02d}"}
+    at = page(case_app, service, biz_id=biz)
+    text = shown(at)
+    assert not {k for k, v in clear.items() if v in text}, "clear personal data on the page"
+    assert f"{bd['year']}-**-**" in text  # the birthday keeps its year only
+    assert f'"month": "{"*" * len(bd["month"])}"' in at.json[0].value  # raw JSON too
+    # The reveal is explicit, allowed by role, audited, and then shows the clear values.
+    button(at, "Reveal personal data (audited)").click().run()
+    text = shown(at)
+    assert all(v in text for v in clear.values())
+    assert "reveal_pii" in list(at.dataframe[-1].value["action"])
+    # Compare and the queue never show them, for any role.
+    other = next(d["biz_info"]["biz_id"] for d in docs() if d["biz_info"]["biz_id"] != biz)
+    for actor in (REVIEWER, SENIOR, AUDITOR):
+        at = AppTest.from_function(compare_app, args=(service.engine, actor),
+                                   default_timeout=TIMEOUT)
+        at.query_params["compare"] = [biz, other]
+        at.run()
+        no_exception(at)
+        assert at.dataframe and not {k for k, v in clear.items() if v in shown(at)}
+        assert not {k for k, v in clear.items() if v in shown(page(queue_app, service, actor))}

@@ -142,7 +142,17 @@ def test_compare_needs_two_cases_and_reports_unknown_ones() -> None:
 # --------------------------------------------------------------------------- reports
 
 
-@pytest.mark.parametrize("role", ["auditor", "reviewer", "admin"])
+def test_reports_page_is_refused_to_a_reviewer() -> None:
+    # The dashboard leaves Reports out of a reviewer's menu; rendered anyway, the page says
+    # so and shows no numbers and no export.
+    at = _app("reports", role="reviewer").run()
+    _assert_no_hostile_markdown(at)
+    assert at.title[0].value == "Reports"
+    assert not at.get("download_button") and not at.get("vega_lite_chart")
+    assert any("roles allowed to export" in i.value for i in at.info)
+
+
+@pytest.mark.parametrize("role", ["auditor", "senior", "admin"])
 def test_reports_page_renders_and_offers_the_export(role: str) -> None:
     at = _app("reports", role=role).run()
     _assert_no_hostile_markdown(at)

@@ -216,20 +216,20 @@ def test_sorting_and_stable_paging(svc: ReviewService, engine: Engine) -> None:
 
 
 def test_page_is_clamped_and_counted(svc: ReviewService) -> None:
-    p = svc.queue(QueueFilter(), "oldest", page=99, page_size=10)
+    p = svc.queue(QueueFilter(), "oldest", page=99, page_size=10, actor=REVIEWER)
     assert p.page == p.pages == 5 and p.total == 41 and len(p.rows) == 1
     assert list(p.rows["biz_id"]) == p.biz_ids
-    empty = svc.queue(QueueFilter(search="no-such-thing"), "oldest", 1, 10)
+    empty = svc.queue(QueueFilter(search="no-such-thing"), "oldest", 1, 10, actor=REVIEWER)
     assert empty.total == 0 and empty.rows.empty and list(empty.rows.columns)
 
 
 def test_search_and_masked_names(svc: ReviewService, engine: Engine) -> None:
     v = next(r for r in all_rows(engine) if r.idcard_name and r.biz_no)
     assert svc.queue(QueueFilter(search=v.biz_no[3:12]), actor=REVIEWER).biz_ids == [v.biz_id]
-    assert v.biz_id in svc.queue(QueueFilter(search=v.biz_id[:8])).biz_ids
+    assert v.biz_id in svc.queue(QueueFilter(search=v.biz_id[:8]), actor=REVIEWER).biz_ids
     # LIKE wildcards are literal: "%" and "_" match nothing here.
-    assert svc.queue(QueueFilter(search="%")).total == 0
-    assert svc.queue(QueueFilter(search="_")).total == 0
+    assert svc.queue(QueueFilter(search="%"), actor=REVIEWER).total == 0
+    assert svc.queue(QueueFilter(search="_"), actor=REVIEWER).total == 0
     # Name search only for roles that may reveal names (else it is an oracle).
     assert v.biz_id in svc.queue(QueueFilter(search=v.idcard_name), actor=REVIEWER).biz_ids
     assert v.biz_id not in svc.queue(QueueFilter(search=v.idcard_name), actor=AUDITOR).biz_ids
@@ -242,23 +242,23 @@ def test_age_column_and_filter(svc: ReviewService, engine: Engine, clock: Clock)
     rows = all_rows(engine)
     newest = max(case_time(v) for v in rows)
     clock.now = newest + timedelta(hours=5)
-    young = svc.queue(QueueFilter(max_age_hours=6), page_size=200)
+    young = svc.queue(QueueFilter(max_age_hours=6), page_size=200, actor=REVIEWER)
     assert young.total >= 1 and all(case_time(v) >= clock.now - timedelta(hours=6)
                                     for v in rows if v.biz_id in young.biz_ids)
     assert young.rows.iloc[-1]["age"] == "5h" or "5h" in set(young.rows["age"])
-    old = svc.queue(QueueFilter(min_age_hours=24 * 10), page_size=200)
+    old = svc.queue(QueueFilter(min_age_hours=24 * 10), page_size=200, actor=REVIEWER)
     assert old.total == sum(1 for v in rows if clock.now - case_time(v) >= timedelta(days=10))
 
 
 def test_counts_follow_the_workflow(svc: ReviewService, engine: Engine, clock: Clock) -> None:
-    c = svc.counts()
+    c = svc.counts(REVIEWER)
     assert c == {"pending": 41, "unclaimed": 41, "claimed": 0, "escalated": 0,
                  "decided_today": 0, "total": 41}
-    a, b = svc.queue(QueueFilter(), page_size=2).biz_ids
+    a, b = svc.queue(QueueFilter(), page_size=2, actor=REVIEWER).biz_ids
     svc.claim(a, REVIEWER, 1)
     svc.claim(b, REVIEWER2, 1)
     svc.decide(b, REVIEWER2, "escalate", "spoof_suspected", "looks like a mask", 2)
-    c = svc.counts()
+    c = svc.counts(REVIEWER)
     assert (c["pending"], c["unclaimed"], c["claimed"], c["escalated"], c["decided_today"]) == (
         40, 39, 1, 1, 1)
 
@@ -267,7 +267,7 @@ def test_counts_follow_the_workflow(svc: ReviewService, engine: Engine, clock: C
 
 
 def test_claim_rules(svc: ReviewService, engine: Engine, clock: Clock) -> None:
-    biz = svc.queue(QueueFilter()).biz_ids[0]
+    biz = svc.queue(QueueFilter(), actor=REVIEWER).biz_ids[0]
     with pytest.raises(NotAllowed):
         svc.claim(biz, AUDITOR, 1)
     r = svc.claim(biz, REVIEWER, 1)
@@ -318,7 +318,7 @@ def test_decision_validation(outcome, reason, note, match) -> None:
 
 
 def test_invalid_decision_writes_nothing(svc: ReviewService, engine: Engine) -> None:
-    biz = svc.queue(QueueFilter()).biz_ids[0]
+    biz = svc.queue(QueueFilter(), actor=REVIEWER).biz_ids[0]
     svc.claim(biz, REVIEWER, 1)
     with pytest.raises(InvalidDecision, match="needs a note"):
         svc.decide(biz, REVIEWER, "reject", "face_mismatch", "", 2)
@@ -333,7 +333,7 @@ def test_reason_catalogue() -> None:
 
 
 def test_deciding_requires_the_claim(svc: ReviewService) -> None:
-    biz = svc.queue(QueueFilter()).biz_ids[0]
+    biz = svc.queue(QueueFilter(), actor=REVIEWER).biz_ids[0]
     with pytest.raises(NotClaimed, match="Claim the case"):
         svc.decide(biz, REVIEWER, "approve", None, None, 1)
     svc.claim(biz, REVIEWER2, 1)
@@ -344,7 +344,7 @@ def test_deciding_requires_the_claim(svc: ReviewService) -> None:
 
 
 def test_stale_view_is_refused(svc: ReviewService, engine: Engine) -> None:
-    biz = svc.queue(QueueFilter()).biz_ids[0]
+    biz = svc.queue(QueueFilter(), actor=REVIEWER).biz_ids[0]
     svc.claim(biz, REVIEWER, 1)
     seen = svc.open_case(biz, REVIEWER, record_view=False)
     assert seen is not None and seen.version == 2
@@ -362,19 +362,27 @@ def test_stale_view_is_refused(svc: ReviewService, engine: Engine) -> None:
 
 def test_decisions_are_append_only_and_state_is_the_latest(svc: ReviewService,
                                                            engine: Engine) -> None:
-    biz = svc.queue(QueueFilter()).biz_ids[0]
+    biz = svc.queue(QueueFilter(), actor=REVIEWER).biz_ids[0]
     svc.claim(biz, REVIEWER, 1)
     r = svc.decide(biz, REVIEWER, "reject", "face_mismatch", "different person", 2)
     assert (r.state, r.version, r.assignee) == ("rejected", 3, None)
-    # A reviewer cannot re-open a final case; a senior can, and the history keeps both.
-    with pytest.raises(NotAllowed, match="already decided"):
-        svc.claim(biz, REVIEWER, 3)
+    # Without second review of rejects a reject is final, for seniors too.
+    for actor in (REVIEWER, SENIOR):
+        with pytest.raises(NotAllowed, match="already decided"):
+            svc.claim(biz, actor, 3)
+    # With it (FACEID_SECOND_REVIEW_REJECTS=1), a senior second-reviews the reject, and the
+    # history keeps both decisions.
+    svc.second_review_rejects = True
+    with pytest.raises(NotAllowed, match="senior"):
+        svc.claim(biz, REVIEWER2, 3)
     svc.claim(biz, SENIOR, 3)
     svc.decide(biz, SENIOR, "approve", None, "same person, bad light", 4)
     view = svc.open_case(biz, SENIOR, record_view=False)
     assert view is not None and view.decision_state == "approved"
     assert list(view.decisions["outcome"]) == ["reject", "approve"]
     assert list(view.decisions["on version"]) == [2, 4]
+    with pytest.raises(NotAllowed, match="already decided"):  # the second review is final
+        svc.claim(biz, demo_actor("demo.admin"), 5)
     assert view.decisions.iloc[0]["reason"] == REASONS["face_mismatch"]
     with pytest.raises(Exception, match="append-only"), engine.begin() as conn:
         conn.execute(text("UPDATE decisions SET outcome = 'approve'"))
@@ -395,15 +403,47 @@ def test_escalation_goes_to_a_senior(svc: ReviewService) -> None:
     assert svc.decide(biz, SENIOR, "approve", None, None, 4).state == "approved"
 
 
+def test_four_eyes_never_second_review_of_ones_own_decision(svc: ReviewService) -> None:
+    admin = demo_actor("demo.admin")
+    svc.second_review_rejects = True
+    esc, rej = svc.queue(QueueFilter(), page_size=2, actor=SENIOR).biz_ids
+    # The senior makes the first decision on both cases (seniors also review pending work).
+    svc.claim(esc, SENIOR, 1)
+    svc.decide(esc, SENIOR, "escalate", "spoof_suspected", "mask?", 2)
+    svc.claim(rej, SENIOR, 1)
+    svc.decide(rej, SENIOR, "reject", "face_mismatch", "other person", 2)
+    for biz in (esc, rej):
+        view = svc.open_case(biz, SENIOR, record_view=False)
+        assert view is not None and view.awaiting_second_review
+        assert not view.can_claim.allowed and "someone else" in str(view.can_claim.why_not)
+        with pytest.raises(NotAllowed, match="four eyes"):
+            svc.claim(biz, SENIOR, 3)
+    # The senior's own decisions are not handed back to them as "next case".
+    nxt = svc.next_case(SENIOR)
+    assert nxt not in (esc, rej)
+    # Another senior-level person does the second review; seniors' queue puts it first.
+    assert svc.next_case(admin) == esc
+    svc.claim(esc, admin, 3)
+    r = svc.decide(esc, admin, "reject", "spoof_suspected", "confirmed", 4)
+    assert r.state == "rejected"
+    view = svc.open_case(esc, admin, record_view=False)
+    # A reject made in the second review is final: it does not wait for a third pair of eyes.
+    assert view is not None and not view.awaiting_second_review
+    assert svc.next_case(admin) == rej
+    assert json.loads(view.timeline.iloc[-1]["detail"])["second_review_of"] == SENIOR.username
+
+
 def test_next_case_is_the_oldest_unclaimed_pending(svc: ReviewService, clock: Clock) -> None:
-    order = svc.queue(QueueFilter(decision_states=("pending",)), "oldest", 1, 3).biz_ids
+    order = svc.queue(QueueFilter(decision_states=("pending",)), "oldest", 1, 3,
+                      actor=REVIEWER).biz_ids
     assert svc.next_case(REVIEWER) == order[0]
     svc.claim(order[0], REVIEWER2, 1)
     assert svc.next_case(REVIEWER) == order[1]
     svc.claim(order[1], REVIEWER, 1)
     svc.decide(order[1], REVIEWER, "approve", None, None, 2)
     assert svc.next_case(REVIEWER) == order[2]
-    assert svc.next_case(AUDITOR) is None
+    with pytest.raises(NotAllowed):  # read-only: no work is handed out
+        svc.next_case(AUDITOR)
     clock.now += CLAIM_TIMEOUT + timedelta(hours=1)  # reviewer2 walked away
     assert svc.next_case(REVIEWER) == order[0]
 
@@ -412,7 +452,9 @@ def test_notes_and_timeline(svc: ReviewService, clock: Clock) -> None:
     biz = svc.next_case(REVIEWER)
     assert biz is not None
     svc.open_case(biz, REVIEWER)
-    svc.add_note(biz, AUDITOR, "checked by audit")
+    with pytest.raises(NotAllowed):  # the auditor is read-only
+        svc.add_note(biz, AUDITOR, "checked by audit")
+    svc.add_note(biz, REVIEWER2, "checked by a colleague")
     svc.claim(biz, REVIEWER, 1)
     svc.decide(biz, REVIEWER, "approve", None, "fine", 2)
     svc.reveal_pii(biz, REVIEWER)
@@ -422,10 +464,10 @@ def test_notes_and_timeline(svc: ReviewService, clock: Clock) -> None:
     assert view is not None
     tl = view.timeline
     assert list(tl["action"]) == ["imported", "view", "note", "claim", "decide", "reveal_pii"]
-    assert list(tl["actor"]) == ["system", "demo.reviewer", "demo.auditor", "demo.reviewer",
+    assert list(tl["actor"]) == ["system", "demo.reviewer", "demo.reviewer2", "demo.reviewer",
                                  "demo.reviewer", "demo.reviewer"]
     assert all(t.endswith(" UTC") for t in tl["time (UTC)"])
-    assert list(view.notes["note"]) == ["checked by audit"]
+    assert list(view.notes["note"]) == ["checked by a colleague"]
     decide = json.loads(tl.iloc[4]["detail"])
     assert decide["outcome"] == "approve" and decide["note_chars"] == 4
     assert "fine" not in tl.iloc[4]["detail"]  # the note text stays in the decision row
@@ -480,7 +522,7 @@ def test_pii_masks() -> None:
     assert pii.mask_name("欧阳娜娜") == "欧***"
     assert pii.mask_address("北京市海淀区中关村大街1号") == "北京市海淀区******"
     assert pii.mask_birthday("1991-06-02") == "1991-**-**"
-    assert [pii.can_reveal(a.role) for a in DEMO_ACTORS] == [True, True, True, False]
+    assert [pii.can_reveal(a.role) for a in DEMO_ACTORS] == [True, True, True, False, True]
     assert pii.mask_field("gender", "男") == "男"
 
 
@@ -538,7 +580,7 @@ def test_hostile_strings_pass_through_as_data(svc: ReviewService) -> None:
 
 
 def test_lookup_store_first_then_quota(svc: ReviewService) -> None:
-    stored = svc.queue(QueueFilter()).biz_ids[0]
+    stored = svc.queue(QueueFilter(), actor=REVIEWER).biz_ids[0]
     assert svc.lookup(f"  {stored} ", REVIEWER).stored
     v = svc.lookup("1760000000,not-here", REVIEWER)
     assert not v.stored and v.reads_left == 2 and v.can_fetch
@@ -659,3 +701,57 @@ def test_with_the_real_fetch_service_and_simulator(sqlite_engine: Engine) -> Non
     finally:
         desk.close()
         sim.stop()
+
+
+def test_audit_trail_covers_every_kind_of_action(sqlite_engine: Engine) -> None:
+    # Sign-in (good and bad), fetch (good and bad), view, reveal, claim, decision, note,
+    # export, user changes and the sign-out they cause: each leaves an entry naming who.
+    import io
+    import time
+
+    from argon2 import PasswordHasher
+
+    from faceid import audit, export
+    from faceid.app import Desk
+    from faceid.auth import SessionGate
+    from faceid.simulator import start_in_thread
+    from faceid.tables import AuditEvent
+    from faceid.users import UserService, cli_actor
+
+    sim = start_in_thread()
+    desk = Desk(Settings(), sqlite_engine, simulator=sim)
+    try:
+        users = UserService(sqlite_engine, PasswordHasher(time_cost=1, memory_cost=8,
+                                                          parallelism=1))
+        admin = cli_actor()
+        password = "correct horse battery staple"
+        users.add(admin, "rita", "reviewer", password=password)
+        gate, state = SessionGate(users), {}
+        assert gate.sign_in_password(state, "rita", "wrong") is None
+        rita = gate.sign_in_password(state, "rita", password)
+        assert rita is not None
+        biz = sim.state.add(generate_result(4243, anchor=int(time.time()), status="OK"))
+        assert desk.review.fetch(biz, rita).stored
+        assert not desk.review.fetch(f"{int(time.time())},missing", rita).ok
+        svc = desk.review
+        svc.open_case(biz, rita)
+        svc.reveal_pii(biz, rita)
+        svc.claim(biz, rita, 1)
+        svc.decide(biz, rita, "approve", None, None, 2)
+        svc.add_note(biz, rita, "done")
+        export.export_csv(sqlite_engine, io.BytesIO(), None, Actor("sam", "Sam", "senior"))
+        users.disable(admin, "rita")
+        assert gate.current(state) is None
+        with Session(sqlite_engine) as s:
+            events = list(s.exec(select(AuditEvent)).all())
+            assert audit.verify_chain(s).ok
+    finally:
+        desk.close()
+        sim.stop()
+    by_action = {e.action: e.actor for e in events}
+    assert by_action == {
+        "user.add": admin.username, "login.failed": "anonymous", "login": "rita",
+        "fetched": "rita", "fetch failed": "rita", "view": "rita", "reveal_pii": "rita",
+        "claim": "rita", "decide": "rita", "note": "rita", "export": "sam",
+        "user.disable": admin.username, "logout": "rita",
+    }
