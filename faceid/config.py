@@ -40,6 +40,8 @@ class Settings:
     timeout_s: float = 15.0
     #: Port of the notify_url callback receiver.
     notify_port: int = 8028
+    #: A first-review reject waits for a senior's second review (four eyes on rejects too).
+    second_review_rejects: bool = False
 
     @property
     def demo(self) -> bool:
@@ -66,6 +68,7 @@ _ENV = {
     "max_concurrency": "FACEID_MAX_CONCURRENCY",
     "timeout_s": "FACEID_TIMEOUT_S",
     "notify_port": "FACEID_NOTIFY_PORT",
+    "second_review_rejects": "FACEID_SECOND_REVIEW_REJECTS",
 }
 # Where each setting lives in secrets.toml: (section, key).
 _SECRETS = {
@@ -76,6 +79,7 @@ _SECRETS = {
     "max_concurrency": ("faceid", "max_concurrency"),
     "timeout_s": ("faceid", "timeout_s"),
     "notify_port": ("faceid", "notify_port"),
+    "second_review_rejects": ("review", "second_review_rejects"),
     "database_url": ("database", "url"),
 }
 
@@ -110,6 +114,8 @@ def load_settings(
                 values[name] = int(values[name])
         if "timeout_s" in values:
             values["timeout_s"] = float(values["timeout_s"])
+        if "second_review_rejects" in values:
+            values["second_review_rejects"] = _flag(values["second_review_rejects"])
     except ValueError as exc:
         raise ConfigError(f"A numeric setting is not a number: {exc}") from None
     settings = Settings(**values)
@@ -117,6 +123,17 @@ def load_settings(
     if settings.max_concurrency < 1:
         raise ConfigError("FACEID_MAX_CONCURRENCY must be at least 1.")
     return settings
+
+
+def _flag(value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise ConfigError(f"Expected 1/0 or true/false, got {value!r}.")
 
 
 def check_base_url(url: str) -> str:

@@ -6,6 +6,25 @@ FaceIDError
 │   ├── InvalidRequest          an argument outside the page's domain (return_image=7, empty biz_id)
 │   └── QuotaExhausted          the ledger shows no read left, or the 1-day window has closed
 ├── DocumentError               a document that is not a get_result response at all
+├── PermissionDenied            the actor's role does not grant the operation
+│   ├── NotAllowed              a review action refused by role or the four-eyes rule
+│   └── ExportRefused           an export the role may not make (e.g. unmasked)
+├── InvalidRole                 a role name that is not reviewer/senior/auditor/admin
+├── ReviewError                 a review action refused; the text says why
+│   ├── CaseNotFound            no stored case has this biz_id
+│   ├── NotAllowed              (also a PermissionDenied, above)
+│   ├── ClaimConflict           someone else holds the claim
+│   ├── NotClaimed              deciding without holding the claim
+│   ├── InvalidDecision         missing reason/note, unknown outcome
+│   └── StaleCase               decided on a stale view (optimistic lock lost)
+├── ExportError                 a bad export request
+│   └── ExportRefused           (also a PermissionDenied, above)
+├── InsightsError               a bad report request
+├── UserError                   a user change refused
+│   ├── UserExists
+│   ├── UnknownUser
+│   ├── PasswordRejected
+│   └── LastAdmin               would leave no enabled admin
 ├── TransportError              FaceID never answered in a usable way
 │   ├── NetworkError            the request never reached FaceID: it cannot have counted a read
 │   └── AmbiguousTransportError the request may have reached FaceID (read timeout, broken answer)
@@ -69,6 +88,88 @@ class QuotaExhausted(RequestRefused):
 
 class DocumentError(FaceIDError):
     plain = "This document is not a FaceID get_result response."
+
+
+class PermissionDenied(FaceIDError):
+    """The actor's role does not grant the operation. The text names role and operation only."""
+
+    plain = "You are not allowed to do this."
+
+    def __init__(self, message: str | None = None, *, permission: str | None = None,
+                 role: str | None = None) -> None:
+        self.permission = permission
+        self.role = role
+        super().__init__(message)
+
+
+class InvalidRole(FaceIDError):
+    plain = "Unknown role."
+
+
+class ReviewError(FaceIDError):
+    """A review action was refused; ``str(e)`` is the plain reason shown to the reviewer."""
+
+    plain = "The review action was refused."
+
+
+class CaseNotFound(ReviewError):
+    plain = "No stored case has this biz_id."
+
+
+class NotAllowed(ReviewError, PermissionDenied):
+    """Refused by role or by the four-eyes rule. Also a ``PermissionDenied``, so callers (and
+    ``tests/test_roles.py``) can treat every service's refusals alike."""
+
+    plain = "Your role does not allow this action."
+
+
+class ClaimConflict(ReviewError):
+    plain = "Someone else holds the claim on this case."
+
+
+class NotClaimed(ReviewError):
+    plain = "Claim the case before deciding it."
+
+
+class InvalidDecision(ReviewError):
+    plain = "The decision is incomplete."
+
+
+class StaleCase(ReviewError):
+    plain = ("This case changed after you opened it (someone claimed, released or decided it). "
+             "Nothing was saved: reload the case, check what changed, then act again.")
+
+
+class ExportError(FaceIDError):
+    plain = "The export could not be made."
+
+
+class ExportRefused(ExportError, PermissionDenied):
+    plain = "Your role may not make this export."
+
+
+class InsightsError(FaceIDError):
+    plain = "The report could not be made."
+
+
+class UserError(FaceIDError):
+    plain = "The user could not be changed."
+
+
+class UserExists(UserError):
+    plain = "That user already exists."
+
+
+class UnknownUser(UserError):
+    plain = "No such user."
+
+
+class PasswordRejected(UserError):
+    plain = "That password is not acceptable."
+
+
+class LastAdmin(UserError):
+    plain = "This would leave no enabled admin: nobody could manage users any more."
 
 
 class TransportError(FaceIDError):

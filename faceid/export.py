@@ -5,10 +5,12 @@ rules live in one place:
 
 - **Columns** are fixed and documented in ``EXPORT_COLUMNS`` (the README reproduces it); the
   decision columns come from the case's *latest* ``Decision`` row (decisions are append-only).
-- **Masked by default.** Names and ID numbers go through ``faceid.pii``. An unmasked export is
-  allowed only to roles in ``UNMASKED_EXPORT_ROLES`` (``admin``): bulk personal data is a bigger
-  release than the audited one-case reveal, so it is a subset of ``pii.REVEAL_ROLES`` (auditors
-  check the process, not identities, and may not reveal at all). A refused attempt is recorded.
+- **Who may export** is ``faceid.permissions.GRANTS``: ``export`` for any export,
+  ``export_unmasked`` (admin only) for names and ID numbers in clear.
+- **Masked by default.** Names and ID numbers go through ``faceid.pii``. Bulk personal data is a
+  bigger release than the audited one-case reveal, so an unmasked export also needs
+  ``pii.can_reveal`` (auditors check the process, not identities, and may not reveal at all).
+  A refused attempt is recorded.
 - **Audited.** Every export appends an ``export`` event (filters, row count, masked or not, never
   any personal data). An unmasked export also appends ``export_unmasked_start`` and commits it
   *before* the first row is read, so personal data can never leave without a trace even if the
@@ -44,7 +46,8 @@ from sqlmodel import Session
 
 from faceid import audit, pii
 from faceid.actors import Actor
-from faceid.errors import FaceIDError
+from faceid.errors import ExportError, ExportRefused, PermissionDenied  # noqa: F401
+from faceid.permissions import Permission, allowed
 from faceid.tables import Decision, Verification
 
 #: The export's columns, in file order, with what each holds. README reproduces this table.
@@ -72,8 +75,6 @@ EXPORT_COLUMNS: tuple[tuple[str, str], ...] = (
 )
 COLUMN_NAMES: tuple[str, ...] = tuple(name for name, _ in EXPORT_COLUMNS)
 
-#: Roles allowed to export names and ID numbers in clear (see the module docstring).
-UNMASKED_EXPORT_ROLES = frozenset({"admin"})
 
 DECISION_STATES = ("pending", "escalated", "approved", "rejected", "reverify")
 LIVENESS_VALUES = ("PASS", "FAIL")
@@ -86,14 +87,6 @@ BOM = "\ufeff".encode()
 _FORMULA_START = frozenset("=+-@\t\r\n\0＝＋－＠")
 # Invisible format characters an importer may drop before looking at the first character.
 _INVISIBLE = "\u200b\u200c\u200d\u2060\ufeff"
-
-
-class ExportError(FaceIDError):
-    plain = "The export could not be made."
-
-
-class ExportRefused(ExportError):
-    plain = "Your role may not make this export."
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,9 +134,9 @@ class ExportReport:
 
 
 def may_export_unmasked(actor: Actor) -> bool:
-    # Both conditions: a role added to UNMASKED_EXPORT_ROLES by mistake still cannot export
-    # what it may not even reveal on one case.
-    return actor.role in UNMASKED_EXPORT_ROLES and pii.can_reveal(actor.role)
+    # Both conditions: a role granted export_unmasked by mistake still cannot export what it
+    # may not even reveal on one case.
+    return allowed(actor.role, Permission.EXPORT_UNMASKED) and pii.can_reveal(actor.role)
 
 
 def neutralise(cell: str) -> str:
@@ -276,20 +269,30 @@ def iter_rows(engine: Engine, filters: ExportFilter, *, unmasked: bool = False,
             yield row
 
 
+def _refused(engine: Engine, actor: Actor, described: dict[str, str], unmasked: bool) -> None:
+    """A refused export is evidence too (someone tried): record it, without personal data."""
+    with Session(engine) as s:
+        audit.record(s, actor.username, "export_refused", None,
+                     {"format": "csv", "filters": described, "unmasked": unmasked,
+                      "role": actor.role})
+        s.commit()
+
+
 def export_csv(engine: Engine, out: IO[bytes] | str | os.PathLike[str],
                filters: ExportFilter | None, actor: Actor, *, unmasked: bool = False,
                page_size: int = PAGE_SIZE) -> ExportReport:
     """Write the CSV to ``out`` (a binary stream, or a path written atomically) and audit it."""
     filters = (filters or ExportFilter()).validate()
     described = filters.describe()
+    if not allowed(actor.role, Permission.EXPORT):
+        _refused(engine, actor, described, unmasked)
+        raise ExportRefused(f"Your role ({actor.role}) may not export case data.",
+                            permission=Permission.EXPORT.value, role=actor.role)
     if unmasked and not may_export_unmasked(actor):
-        with Session(engine) as s:
-            audit.record(s, actor.username, "export_refused", None,
-                         {"format": "csv", "filters": described, "unmasked": True,
-                          "role": actor.role})
-            s.commit()
+        _refused(engine, actor, described, unmasked)
         raise ExportRefused(f"Your role ({actor.role}) may not export names and ID numbers "
-                            "unmasked; a masked export is allowed.")
+                            "unmasked; a masked export is allowed.",
+                            permission=Permission.EXPORT_UNMASKED.value, role=actor.role)
     if unmasked:
         with Session(engine) as s:
             audit.record(s, actor.username, "export_unmasked_start", None,

@@ -45,7 +45,7 @@ from sqlmodel import Session, col
 
 from faceid import export, pii, vocab
 from faceid.actors import Actor
-from faceid.errors import DocumentError, FaceIDError
+from faceid.errors import DocumentError, FaceIDError, InsightsError  # noqa: F401
 from faceid.model import GetResult, parse_document
 from faceid.permissions import Permission, PermissionDenied, require
 from faceid.summary import RISK_FLAGS
@@ -95,10 +95,6 @@ NO_PROCEDURE = "(none)"
 COMPARE_MIN, COMPARE_MAX = 2, 4
 LINKED_MAX = 200
 PAGE_SIZE_MAX = 500
-
-
-class InsightsError(FaceIDError):
-    plain = "The report could not be made."
 
 
 # --------------------------------------------------------------------------- inputs / outputs

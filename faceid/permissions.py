@@ -32,7 +32,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
-from faceid.errors import FaceIDError
+from faceid.errors import FaceIDError, InvalidRole, PermissionDenied  # noqa: F401 - re-exported
 
 if TYPE_CHECKING:
     # Only for annotations: faceid.actors derives its role helpers from this table, so a
@@ -77,22 +77,6 @@ GRANTS: dict[Permission, frozenset[Role]] = {
     Permission.PURGE: frozenset({D}),
     Permission.VERIFY_AUDIT: frozenset({A, D}),
 }
-
-
-class PermissionDenied(FaceIDError):
-    """The actor's role does not grant the operation. The text names role and operation only."""
-
-    plain = "You are not allowed to do this."
-
-    def __init__(self, message: str | None = None, *, permission: str | None = None,
-                 role: str | None = None) -> None:
-        self.permission = permission
-        self.role = role
-        super().__init__(message)
-
-
-class InvalidRole(FaceIDError):
-    plain = "Unknown role."
 
 
 def parse_role(value: str | Role) -> Role:

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -48,7 +47,17 @@ from sqlmodel import Session, col, select
 from faceid import audit, pii, vocab
 from faceid.actors import Actor
 from faceid.config import Settings
-from faceid.errors import DocumentError, FaceIDError
+from faceid.errors import (  # noqa: F401 - the review errors are re-exported from here
+    CaseNotFound,
+    ClaimConflict,
+    DocumentError,
+    FaceIDError,
+    InvalidDecision,
+    NotAllowed,
+    NotClaimed,
+    ReviewError,
+    StaleCase,
+)
 from faceid.model import (
     Comparison,
     GetResult,
@@ -65,40 +74,6 @@ from faceid.timeutil import as_utc, fmt, utcnow
 log = logging.getLogger(__name__)
 
 # --------------------------------------------------------------------------- errors
-
-
-class ReviewError(FaceIDError):
-    """A review action was refused; ``str(e)`` is the plain reason shown to the reviewer."""
-
-    plain = "The review action was refused."
-
-
-class CaseNotFound(ReviewError):
-    plain = "No stored case has this biz_id."
-
-
-class NotAllowed(ReviewError, PermissionDenied):
-    """Refused by role or by the four-eyes rule. Also a ``PermissionDenied``, so callers (and
-    ``tests/test_roles.py``) can treat every service's refusals alike."""
-
-    plain = "Your role does not allow this action."
-
-
-class ClaimConflict(ReviewError):
-    plain = "Someone else holds the claim on this case."
-
-
-class NotClaimed(ReviewError):
-    plain = "Claim the case before deciding it."
-
-
-class InvalidDecision(ReviewError):
-    plain = "The decision is incomplete."
-
-
-class StaleCase(ReviewError):
-    plain = ("This case changed after you opened it (someone claimed, released or decided it). "
-             "Nothing was saved: reload the case, check what changed, then act again.")
 
 
 # --------------------------------------------------------------------------- vocabularies
@@ -125,10 +100,8 @@ STATES: dict[str, str] = {
     "reverify": "Sent back: the user must verify again",
 }
 #: States that end the review (a reject may first wait for a second review: see
-#: ``SECOND_REVIEW_REJECTS_ENV``).
+#: ``Settings.second_review_rejects``).
 FINAL_STATES = frozenset({"approved", "rejected", "reverify"})
-#: ``1`` makes a first-review reject wait for a senior's second review, like an escalation.
-SECOND_REVIEW_REJECTS_ENV = "FACEID_SECOND_REVIEW_REJECTS"
 #: Reason catalogue (required, with a note, for reject and escalate).
 REASONS: dict[str, str] = {
     "face_mismatch": "Face does not match the ID photo / reference",
@@ -467,10 +440,6 @@ def _decision_count(s: Session, v: Verification) -> int:
                       .where(Decision.verification_id == v.id)).one())
 
 
-def second_review_rejects_from_env() -> bool:
-    return os.environ.get(SECOND_REVIEW_REJECTS_ENV, "").strip() == "1"
-
-
 class ReviewService:
     """Everything the review pages need. One instance per process (cached by the dashboard)."""
 
@@ -482,8 +451,8 @@ class ReviewService:
         self.settings = settings
         self._now = clock
         #: Whether a first-review reject waits for a senior's second review (four eyes on
-        #: rejects too). Default: ``FACEID_SECOND_REVIEW_REJECTS=1`` in the environment.
-        self.second_review_rejects = (second_review_rejects_from_env()
+        #: rejects too). Default: the setting (``FACEID_SECOND_REVIEW_REJECTS=1``).
+        self.second_review_rejects = (settings.second_review_rejects
                                       if second_review_rejects is None
                                       else second_review_rejects)
 
@@ -1325,7 +1294,6 @@ def _id_exceptions(parsed: GetResult | None) -> list[dict[str, Any]]:
 
 __all__ = [
     "BAND_OPTIONS",
-    "SECOND_REVIEW_REJECTS_ENV",
     "LIVENESS_OPTIONS",
     "OUTCOMES",
     "REASONS",

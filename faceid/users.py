@@ -37,7 +37,15 @@ from sqlmodel import Session, col, select
 from faceid import audit
 from faceid.actors import DEMO_PREFIX, Actor
 from faceid.config import load_secrets_file
-from faceid.errors import ConfigError, FaceIDError
+from faceid.errors import (  # noqa: F401 - the user errors are re-exported from here
+    ConfigError,
+    FaceIDError,
+    LastAdmin,
+    PasswordRejected,
+    UnknownUser,
+    UserError,
+    UserExists,
+)
 from faceid.permissions import Permission, Role, parse_role, require
 from faceid.tables import User
 from faceid.timeutil import as_utc, utcnow
@@ -53,26 +61,6 @@ USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._@-]{0,127}$")
 ANONYMOUS = "anonymous"
 DEFAULT_IDLE_MINUTES = 30
 DEFAULT_ABSOLUTE_HOURS = 12
-
-
-class UserError(FaceIDError):
-    plain = "The user could not be changed."
-
-
-class UserExists(UserError):
-    plain = "That user already exists."
-
-
-class UnknownUser(UserError):
-    plain = "No such user."
-
-
-class PasswordRejected(UserError):
-    plain = "That password is not acceptable."
-
-
-class LastAdmin(UserError):
-    plain = "This would leave no enabled admin: nobody could manage users any more."
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,3 +40,16 @@ def test_live_mode_requires_pii_key() -> None:
 def test_bad_settings_refused(env: dict) -> None:
     with pytest.raises(ConfigError):
         load_settings(env=env, secrets={})
+
+
+@pytest.mark.parametrize(("raw", "expected"), [("1", True), ("true", True), ("0", False)])
+def test_second_review_rejects_flag(raw: str, expected: bool) -> None:
+    assert load_settings(env={"FACEID_SECOND_REVIEW_REJECTS": raw},
+                         secrets={}).second_review_rejects is expected
+    assert load_settings(env={}, secrets={"review": {"second_review_rejects": expected}}
+                         ).second_review_rejects is expected
+
+
+def test_bad_flag_refused() -> None:
+    with pytest.raises(ConfigError):
+        load_settings(env={"FACEID_SECOND_REVIEW_REJECTS": "maybe"}, secrets={})
