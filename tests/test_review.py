@@ -14,10 +14,9 @@ import pytest
 from sqlalchemy import Engine, text
 from sqlmodel import Session, select
 
-from faceid import pii, schema, store
+from faceid import pii, store
 from faceid.actors import DEMO_ACTORS, Actor, demo_actor
 from faceid.config import Settings
-from faceid.db import make_engine
 from faceid.errors import APIError, ResultNotFound
 from faceid.review import (
     CLAIM_TIMEOUT,
@@ -614,21 +613,6 @@ def test_fetch_delegates_and_speaks_plainly(engine: Engine) -> None:
 # --------------------------------------------------------------------------- concurrency
 
 
-@pytest.fixture(params=["sqlite-file", pytest.param("postgres", marks=pytest.mark.postgres)])
-def shared_engine(request: pytest.FixtureRequest, tmp_path):
-    """A database real threads can share (the in-memory SQLite has one connection)."""
-    if request.param == "sqlite-file":
-        eng = make_engine(f"sqlite:///{tmp_path}/race.db")
-    else:
-        from conftest import pg_url_or_skip, reset_pg
-
-        eng = make_engine(pg_url_or_skip())
-        reset_pg(eng)
-    schema.create_all(eng)
-    yield eng
-    eng.dispose()
-
-
 def _race(n: int, fn) -> list[Any]:
     barrier = threading.Barrier(n)
     results: list[Any] = [None] * n
@@ -648,9 +632,9 @@ def _race(n: int, fn) -> list[Any]:
     return results
 
 
-def test_concurrent_claims_and_decisions_have_one_winner(shared_engine: Engine) -> None:
-    bizs = seed(shared_engine, sample_docs()[:4])
-    svc = ReviewService(shared_engine, None, Settings())
+def test_concurrent_claims_and_decisions_have_one_winner(mt_engine: Engine) -> None:
+    bizs = seed(mt_engine, sample_docs()[:4])
+    svc = ReviewService(mt_engine, None, Settings())
     for biz in bizs:
         # Two reviewers claim the same case from the same view: one claim, one refusal.
         claims = _race(2, lambda i, b=biz: svc.claim(b, (REVIEWER, REVIEWER2)[i], 1))
@@ -666,13 +650,13 @@ def test_concurrent_claims_and_decisions_have_one_winner(shared_engine: Engine) 
         ok = [r for r in decided if not isinstance(r, Exception)]
         assert len(ok) == 1, decided
         assert all(isinstance(r, StaleCase) for r in decided if isinstance(r, Exception))
-        with Session(shared_engine) as s:
+        with Session(mt_engine) as s:
             rows = s.exec(select(Decision).where(Decision.biz_id == biz)).all()
             v = s.exec(select(Verification).where(Verification.biz_id == biz)).one()
         assert len(rows) == 1 and v.decision_state == ok[0].state and v.version == 3
     from faceid import audit
 
-    with Session(shared_engine) as s:
+    with Session(mt_engine) as s:
         assert audit.verify_chain(s).ok
 
 
