@@ -66,10 +66,23 @@ def auth_section() -> Any:
 # --------------------------------------------------------------------------- sign-in
 
 
+#: The demo user last chosen, in plain session state: ``st.switch_page`` (queue -> case, case
+#: -> compare) reruns without the sidebar widget's value, which then fell back to the first
+#: demo user while the widget still showed the chosen one.
+DEMO_CHOICE = "_demo_user_choice"
+
+
+def _remember_demo_user() -> None:
+    st.session_state[DEMO_CHOICE] = st.session_state.get("demo_user")
+
+
 def demo_sign_in() -> Actor:
     names = [a.username for a in DEMO_ACTORS]
+    choice = st.session_state.get(DEMO_CHOICE)
     st.sidebar.selectbox("Demo user (switch to try claim conflicts)", names,
-                         format_func=lambda u: demo_actor(u).label, key="demo_user")
+                         index=names.index(choice) if choice in names else 0,
+                         format_func=lambda u: demo_actor(u).label, key="demo_user",
+                         on_change=_remember_demo_user)
     return demo_actor(st.session_state.get("demo_user"))
 
 
@@ -193,7 +206,7 @@ def navigation(desk: Desk, actor: Actor) -> dict[str, list[Any]]:
                            url_path=URL_PATHS["reports"], icon=":material/monitoring:"),
     }
     allowed = auth.visible_pages(actor)
-    pages.register({name: all_pages[name] for name in (pages.QUEUE, pages.CASE)
+    pages.register({name: all_pages[name] for name in (pages.QUEUE, pages.CASE, pages.COMPARE)
                     if name in allowed})
     sections = {"Review": ["queue", "case"], "Insights": ["audit", "compare", "reports"]}
     return {title: [all_pages[n] for n in names if n in allowed]

@@ -17,16 +17,17 @@ Definitions used everywhere here:
   the desk stored them.
 
 Names and ID numbers are always masked here (the case page has the audited reveal); the
-"same ID number under another name" check compares clear names inside the service and returns
-only the verdict.
+"same ID number under another name" check (``faceid.linking``, shared with the queue and the
+case page) compares clear names inside the service and returns only the verdict.
 
 Permissions (``faceid.permissions.GRANTS``): the dashboard hands each page a service *bound* to
 the signed-in actor (``for_actor``), and every public method of a bound service checks
-``require`` first: ``view_case`` for the failed-verification audit and compare/linked cases,
-``export`` for the reports (reviewer statistics, backlog: a bulk view of the desk) and the CSV
-export (``export_unmasked`` is then enforced, and audited, by ``faceid.export``). An unbound
-service (``InsightsService(engine)``) has no user: it is for in-process callers that already
-hold the database (CLI, benchmarks, unit tests) and is never given to a page.
+``require`` first: ``view_case`` for the failed-verification audit and compare (its picker,
+linked cases), ``export`` for the reports (reviewer statistics, backlog: a bulk view of the
+desk) and the CSV export (``export_unmasked`` is then enforced, and audited, by
+``faceid.export``). An unbound service (``InsightsService(engine)``) has no user: it is for
+in-process callers that already hold the database (CLI, benchmarks, unit tests) and is never
+given to a page.
 """
 
 from __future__ import annotations
@@ -39,13 +40,14 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import IO, Any
 
 import pandas as pd
-from sqlalchemy import Engine, and_, case, extract, false, func, literal, or_, select
+from sqlalchemy import Engine, and_, case, extract, func, literal, or_, select
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session, col
 
-from faceid import export, pii, vocab
+from faceid import export, linking, pii, vocab
 from faceid.actors import Actor
 from faceid.errors import DocumentError, FaceIDError, InsightsError  # noqa: F401
+from faceid.linking import COMPARE_MAX, LINKED_MAX, LinkedCases  # noqa: F401 - re-exported
 from faceid.model import GetResult, parse_document
 from faceid.permissions import Permission, PermissionDenied, require
 from faceid.summary import RISK_FLAGS
@@ -92,9 +94,10 @@ AGE_BUCKETS: tuple[tuple[str, timedelta], ...] = (
     ("> 7 d", timedelta(days=7)),
 )
 NO_PROCEDURE = "(none)"
-COMPARE_MIN, COMPARE_MAX = 2, 4
-LINKED_MAX = 200
+COMPARE_MIN = 2
 PAGE_SIZE_MAX = 500
+#: Longest search term the compare picker takes (biz_id and biz_no are at most 256 bytes).
+SEARCH_MAX = 256
 
 
 # --------------------------------------------------------------------------- inputs / outputs
@@ -173,14 +176,21 @@ class CompareView:
 
 
 @dataclass(frozen=True, slots=True)
-class LinkedCases:
-    biz_id: str
-    #: biz_id, link, case time, status, liveness, decision state, name (masked), other name.
-    rows: pd.DataFrame
+class CaseOptions:
+    """One page of cases for the compare page's picker, plus the cases it must keep."""
+
+    #: The kept biz_ids first (what is already picked), then this page's matches; no repeats.
     biz_ids: list[str]
-    #: Cases sharing this case's ID number but carrying a different name.
-    other_name_count: int
-    truncated: bool
+    #: biz_id -> "biz_id · case time · status" (a stable label: no review state, no name).
+    labels: dict[str, str]
+    #: Cases matching the search (all pages).
+    total: int
+    page: int
+    page_size: int
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // self.page_size))
 
 
 # --------------------------------------------------------------------------- SQL helpers
@@ -236,8 +246,20 @@ def _fmt_num(value: float | None, digits: int = 3) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
 
 
-def _norm_name(name: str | None) -> str:
-    return "".join((name or "").split()).casefold()
+def _prefix(column: Any, term: str, dialect: str) -> ColumnElement[bool]:
+    """``column`` starts with ``term`` (case-sensitive), in a form the column's index answers.
+
+    SQLite's LIKE is case-insensitive, so it never uses a (BINARY) index: there the prefix is a
+    range, exact because BINARY compares code points (every string that starts with ``term``
+    sorts at or after it and before ``term`` with its last character incremented). PostgreSQL
+    takes LIKE 'term%' (an index range under the C collation, a scan under others, where a range
+    on the raw strings would miss rows because linguistic order is not code-point order).
+    """
+    if dialect == "sqlite":
+        nxt = ord(term[-1]) + 1
+        nxt = 0xE000 if 0xD800 <= nxt <= 0xDFFF else min(nxt, 0x10FFFF)  # no lone surrogates
+        return and_(column >= term, column < term[:-1] + chr(nxt))
+    return column.startswith(term, autoescape=True)
 
 
 # --------------------------------------------------------------------------- the service
@@ -502,7 +524,8 @@ class InsightsService:
     # ------------------------------------------------------------------ linked cases
 
     def linked_cases(self, biz_id: str) -> LinkedCases:
-        """Other cases with the same ID number (by keyed hash) or the same biz_no."""
+        """Other cases with the same ID number (by keyed hash) or the same biz_no, newest
+        first; names always masked here (the case page has the audited reveal)."""
         self._allow(Permission.VIEW_CASE)
         biz_id = (biz_id or "").strip()
         with self.engine.connect() as conn:
@@ -510,37 +533,41 @@ class InsightsService:
                               .where(V.biz_id == biz_id)).first()
             if me is None:
                 raise InsightsError("No stored case has this biz_id.")
-            same_id = V.id_number_hash == me.id_number_hash if me.id_number_hash else false()
-            same_no = V.biz_no == me.biz_no if me.biz_no else false()
-            rows = conn.execute(
-                select(V.biz_id, _case_time().label("at"), V.status, V.liveness_result,
-                       V.decision_state, V.idcard_name, V.id_number_hash, V.biz_no)
-                .where(or_(same_id, same_no), V.id != me.id)
-                .order_by(_case_time().desc(), V.id.desc()).limit(LINKED_MAX + 1)).all()
-        truncated = len(rows) > LINKED_MAX
-        rows = rows[:LINKED_MAX]
-        mine = _norm_name(me.idcard_name)
-        out: list[dict[str, Any]] = []
-        other_names = 0
-        for r in rows:
-            by_id = bool(me.id_number_hash) and r.id_number_hash == me.id_number_hash
-            by_no = bool(me.biz_no) and r.biz_no == me.biz_no
-            # Compared in clear here; only the verdict leaves the service.
-            other = by_id and bool(mine) and bool(_norm_name(r.idcard_name)) \
-                and _norm_name(r.idcard_name) != mine
-            other_names += other
-            out.append({
-                "biz_id": r.biz_id,
-                "link": " + ".join(x for x, on in (("same ID number", by_id),
-                                                   ("same biz_no", by_no)) if on),
-                "case time (UTC)": fmt(r.at), "status": r.status, "liveness": r.liveness_result,
-                "review state": r.decision_state, "name (masked)": pii.mask_name(r.idcard_name),
-                "different name": other,
-            })
-        cols = ["biz_id", "link", "case time (UTC)", "status", "liveness", "review state",
-                "name (masked)", "different name"]
-        return LinkedCases(biz_id, _frame(out, cols), [r.biz_id for r in rows], other_names,
-                           truncated)
+            return linking.find_linked(conn, me_id=me.id, biz_id=biz_id, name=me.idcard_name,
+                                       id_hash=me.id_number_hash, biz_no=me.biz_no)
+
+    def case_options(self, search: str = "", page: int = 1, page_size: int = 50, *,
+                     keep: Sequence[str] = ()) -> CaseOptions:
+        """The compare picker's options: one page of the cases whose biz_id or biz_no starts
+        with ``search`` (any case if empty), most recently stored first, after the ``keep``
+        cases (already picked: a picker must never lose them when the search changes).
+
+        Paged in SQL, on indexes: without a search it walks ``stored_at``; a search is a
+        case-sensitive prefix on the ``biz_id`` / ``biz_no`` indexes (``_prefix``).
+        """
+        self._allow(Permission.VIEW_CASE)
+        page_size = max(1, min(int(page_size), PAGE_SIZE_MAX))
+        term = (search or "").strip()[:SEARCH_MAX]
+        conds: list[ColumnElement[bool]] = []
+        if term:
+            conds.append(or_(_prefix(V.biz_id, term, self._dialect),
+                             _prefix(V.biz_no, term, self._dialect)))
+        keep = list(dict.fromkeys(k for k in keep if k))[:PAGE_SIZE_MAX]
+        cols = (V.biz_id, _case_time().label("at"), V.status)
+        with self.engine.connect() as conn:
+            total = int(conn.execute(select(func.count()).select_from(Verification.__table__)
+                                     .where(*conds)).scalar_one())
+            page = max(1, min(int(page), max(1, -(-total // page_size))))
+            found = conn.execute(select(*cols).where(*conds)
+                                 .order_by(V.stored_at.desc(), V.id.desc())
+                                 .limit(page_size).offset((page - 1) * page_size)).all()
+            kept = conn.execute(select(*cols).where(V.biz_id.in_(keep))).all() if keep else []
+        labels = {r.biz_id: f"{r.biz_id} · {fmt(r.at)} · {r.status or '—'}"
+                  for r in (*kept, *found)}
+        for k in keep:  # a deep-linked biz_id that is not stored stays pickable, and says so
+            labels.setdefault(k, f"{k} · not stored")
+        ids = list(dict.fromkeys([*keep, *(r.biz_id for r in found)]))
+        return CaseOptions(ids, labels, total, page, page_size)
 
     # ------------------------------------------------------------------ export (facade)
 

@@ -27,7 +27,10 @@ nobody re-opens it (the decision history is the record; a wrong decision is hand
 the desk, not by overwriting it).
 
 Personal data is masked in everything returned here unless the actor revealed it for this case
-within ``REVEAL_WINDOW`` (an audited ``reveal_pii``); the queue always masks names.
+within ``REVEAL_WINDOW`` (an audited ``reveal_pii``); the queue always masks names. Linked
+identities (``faceid.linking``): the case view lists the other cases with the same ID-number
+hash or biz_no, their names in clear only under that same reveal; the queue's "linked" column
+gives only the count and the "another name" verdict.
 """
 
 from __future__ import annotations
@@ -41,10 +44,11 @@ from typing import Any, Protocol
 
 import pandas as pd
 from sqlalchemy import Engine, func, literal, or_, update
+from sqlalchemy import select as sa_select
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session, col, select
 
-from faceid import audit, pii, vocab
+from faceid import audit, linking, pii, vocab
 from faceid.actors import Actor
 from faceid.config import Settings
 from faceid.errors import (  # noqa: F401 - the review errors are re-exported from here
@@ -227,6 +231,8 @@ class QueueFilter:
     #: Only cases at least / at most this many hours old.
     min_age_hours: float | None = None
     max_age_hours: float | None = None
+    #: Only cases whose ID number (keyed hash) appears in at least one other case.
+    linked_only: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -342,6 +348,9 @@ class CaseView:
     #: When the retention purge removed the images / the personal data ("" if never).
     images_purged_at: str | None = None
     pii_purged_at: str | None = None
+    #: Other cases with this case's ID number (keyed hash) or biz_no; names in clear only
+    #: while this case's personal data is revealed to the actor.
+    linked: linking.LinkedCases | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -471,20 +480,28 @@ class ReviewService:
                                .where(*conds)).one())
             pages = max(1, -(-total // page_size))
             page = max(1, min(int(page), pages))
-            case_time = _case_time().label("case_time")
-            stmt = (select(Verification.biz_id, Verification.biz_no, Verification.idcard_name,
-                           Verification.status, Verification.procedure_type,
-                           Verification.liveness_result, Verification.faceid_band,
-                           Verification.faceid_confidence, Verification.risk_flags,
-                           Verification.risk_count, Verification.decision_state,
-                           Verification.assignee, case_time)
-                    .where(*conds).order_by(*self._order_by(sort))
-                    .limit(page_size).offset((page - 1) * page_size))
-            rows = s.exec(stmt).all()
+            V = Verification
+            # The page is chosen first (filter, sort, LIMIT/OFFSET) in a derived table, and only
+            # its rows get the "linked" count: the correlated count runs once per row shown,
+            # not once per row sorted (see linking.linked_count; bench/queue_query.py).
+            page_q = (sa_select(V.id, V.id_number_hash, V.biz_id, V.biz_no, V.idcard_name,
+                                V.status, V.procedure_type, V.liveness_result, V.faceid_band,
+                                V.faceid_confidence, V.risk_flags, V.risk_count,
+                                V.decision_state, V.assignee, _case_time().label("case_time"))
+                      .where(*conds).order_by(*self._order_by(sort))
+                      .limit(page_size).offset((page - 1) * page_size)).subquery("queue_page")
+            p = page_q.c
+            rows = s.execute(
+                sa_select(page_q, linking.linked_count(p.id_number_hash, p.id).label("linked"))
+                .order_by(*self._order_by(sort, p))).all()
+            # "Under another name" is decided on the clear names of this page's hash groups
+            # only (one indexed lookup), by the rule the case page uses.
+            names = linking.names_by_hash(s, [r.id_number_hash for r in rows if r.linked])
         out = []
         for r in rows:
             at = as_utc(r.case_time)
             flags = [f for f in (r.risk_flags or "").split(",") if f]
+            other = linking.other_name_under(names, r.id_number_hash, r.idcard_name)
             out.append({
                 "biz_id": r.biz_id,
                 "biz_no": r.biz_no,
@@ -497,13 +514,18 @@ class ReviewService:
                 "score": _num(r.faceid_confidence),
                 "risks": r.risk_count,
                 "risk flags": ", ".join(flags),
+                # Other cases with the same ID number; the verdict only, never the other name.
+                "linked": (f"{r.linked}" + (" · other name" if other else "")) if r.linked
+                else "",
                 "state": r.decision_state,
                 "assignee": r.assignee,
                 "verified (UTC)": fmt(at),
                 "age": _age(now - at) if at else "—",
             })
-        cols = ["biz_id", "biz_no", "name", "status", "procedure", "liveness", "face compare",
-                "score", "risks", "risk flags", "state", "assignee", "verified (UTC)", "age"]
+        # "linked" next to the name: "2 · other name" is read against the masked name.
+        cols = ["biz_id", "biz_no", "name", "linked", "status", "procedure", "liveness",
+                "face compare", "score", "risks", "risk flags", "state", "assignee",
+                "verified (UTC)", "age"]
         return QueuePage(_frame(out, cols), [r["biz_id"] for r in out], total, page, page_size)
 
     def _conditions(self, f: QueueFilter, actor: Actor) -> list[ColumnElement[bool]]:
@@ -557,21 +579,25 @@ class ReviewService:
             conds.append(_case_time() <= now - timedelta(hours=float(f.min_age_hours)))
         if f.max_age_hours is not None:
             conds.append(_case_time() >= now - timedelta(hours=float(f.max_age_hours)))
+        if f.linked_only:
+            conds.append(linking.linked_only())
         return conds
 
     @staticmethod
-    def _order_by(sort: str) -> list[Any]:
-        V = Verification
-        t = _case_time()
+    def _order_by(sort: str, page: Any = None) -> list[Any]:
+        """ORDER BY for ``sort``: on the table, or on the columns of the paged derived table
+        (``page``: the same order again, re-applied outside the subquery)."""
+        V = Verification.__table__.c
+        c = V if page is None else page
+        t = _case_time() if page is None else page.case_time
         # Every order ends on the primary key so paging is stable across equal values.
         orders: dict[str, list[Any]] = {
-            "oldest": [t.asc(), col(V.id).asc()],
-            "newest": [t.desc(), col(V.id).desc()],
-            "risk": [col(V.risk_count).desc(), t.asc(), col(V.id).asc()],
+            "oldest": [t.asc(), c.id.asc()],
+            "newest": [t.desc(), c.id.desc()],
+            "risk": [c.risk_count.desc(), t.asc(), c.id.asc()],
             # NULL scores (no compare) last on both backends.
-            "score": [col(V.faceid_confidence).is_(None), col(V.faceid_confidence).asc(),
-                      col(V.id).asc()],
-            "biz_id": [col(V.biz_id).asc()],
+            "score": [c.faceid_confidence.is_(None), c.faceid_confidence.asc(), c.id.asc()],
+            "biz_id": [c.biz_id.asc()],
         }
         if sort not in orders:
             raise ReviewError(f"Unknown sort {sort!r}.")
@@ -657,9 +683,14 @@ class ReviewService:
             notes = list(s.exec(select(Note).where(Note.verification_id == v.id)
                                 .order_by(col(Note.id))).all())
             events = audit.timeline(s, biz_id)
+            assert v.id is not None
+            # Names of the linked cases in clear only under this case's audited reveal.
+            linked = linking.find_linked(s, me_id=v.id, biz_id=v.biz_id, name=v.idcard_name,
+                                         id_hash=v.id_number_hash, biz_no=v.biz_no,
+                                         reveal=reveal_until is not None)
             s.commit()
             return self._assemble(v, raw_row, images, decisions, notes, events, actor,
-                                  reveal_until, second)
+                                  reveal_until, second, linked)
 
     def _reveal_until(self, s: Session, biz_id: str, actor: Actor) -> datetime | None:
         if not pii.can_reveal(actor.role):
@@ -675,7 +706,8 @@ class ReviewService:
     def _assemble(self, v: Verification, raw_row: RawResponse | None,
                   images: list[StoredImage], decisions: list[Decision], notes: list[Note],
                   events: list[AuditEvent], actor: Actor,
-                  reveal_until: datetime | None, second: bool) -> CaseView:
+                  reveal_until: datetime | None, second: bool,
+                  linked: linking.LinkedCases | None = None) -> CaseView:
         revealed = reveal_until is not None
         raw: dict[str, Any] | None = json.loads(raw_row.body) if raw_row else None
         parsed = _parse_without_images(raw) if raw else None
@@ -753,6 +785,7 @@ class ReviewService:
             awaiting_second_review=second,
             images_purged_at=fmt(v.images_purged_at) if v.images_purged_at else None,
             pii_purged_at=fmt(v.pii_purged_at) if v.pii_purged_at else None,
+            linked=linked,
         )
 
     # ------------------------------------------------------------------ permissions

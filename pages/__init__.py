@@ -11,12 +11,16 @@ import streamlit as st
 
 QUEUE = "queue"
 CASE = "case"
+COMPARE = "compare"
 _ROUTES_KEY = "_faceid_routes"
 #: The case the case page last recorded a "view" for (cleared when the queue is shown, so
 #: re-opening a case from the queue records a new view, but reruns of one page do not).
 VIEWED_KEY = "_faceid_viewed_case"
 #: One-shot message shown at the top of the case page on its next render.
 CASE_FLASH = "case_flash"
+#: biz_ids another page asks the compare page to pick (consumed by its next render: the
+#: picker's own state would otherwise win over a new deep link).
+COMPARE_PREFILL = "_faceid_compare_prefill"
 
 
 def register(routes: dict[str, st.Page]) -> None:
@@ -44,3 +48,16 @@ def open_queue() -> None:
         st.query_params.clear()
         st.rerun()
     st.switch_page(page)
+
+
+def open_compare(biz_ids: list[str]) -> None:
+    """Go to the compare page with ``biz_ids`` picked (deep link ``?compare=…`` repeated)."""
+    ids = list(biz_ids)
+    st.session_state[COMPARE_PREFILL] = ids
+    page = st.session_state.get(_ROUTES_KEY, {}).get(COMPARE)
+    if page is None:
+        # Rendered outside the dashboard (a test app) or for a role without the page: leave
+        # the request and the link in place; there is no compare page to switch to.
+        st.query_params["compare"] = ids
+        return
+    st.switch_page(page, query_params={"compare": ids})

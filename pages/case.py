@@ -1,5 +1,6 @@
 """Case page (deep link ``?biz_id=…``): everything FaceID returned for one verification, the
-review panel (claim, decide, notes) and the case timeline.
+linked cases (same ID number or biz_no, with an alert when the ID number appears under another
+name), the review panel (claim, decide, notes) and the case timeline.
 
 Actions run in button callbacks whose ``args`` carry the version this page rendered: the
 callback runs before the next render, so a decision is checked against what the reviewer
@@ -16,6 +17,7 @@ import streamlit as st
 import pages
 from faceid.actors import Actor
 from faceid.errors import FaceIDError
+from faceid.linking import COMPARE_MAX, LINKED_MAX, LinkedCases
 from faceid.permissions import Permission
 from faceid.review import NOTE_MAX, OUTCOMES, REASONS, CaseView, ReviewService
 from pages import _widgets as w
@@ -48,6 +50,8 @@ def render(service: ReviewService, actor: Actor) -> None:
 
     _header(service, actor, view)
     w.show_flash(FLASH)
+    if view.linked is not None and view.linked.count:
+        _linked_table(view.biz_id, view.linked)
     main, side = st.columns([3, 1.25], gap="large")
     with side:
         _decision_panel(service, actor, view)
@@ -110,6 +114,8 @@ def _header(service: ReviewService, actor: Actor, view: CaseView) -> None:
             w.say("error", "Risk flags: " + "; ".join(label for _, label in view.risk_flags))
         else:
             st.success("No risk flags.")
+        if view.linked is not None:
+            _linked_summary(view.linked)
         if view.parse_flags:
             with st.expander(f"{len(view.parse_flags)} value(s) did not fit the FaceID page"):
                 for flag in view.parse_flags:
@@ -118,6 +124,56 @@ def _header(service: ReviewService, actor: Actor, view: CaseView) -> None:
         _reveal_controls(service, actor, view)
     if not view.has_results:
         st.info("FaceID returns no ID card, liveness or compare results for this status.")
+
+
+def _linked_summary(linked: LinkedCases) -> None:
+    """Next to the risk flags: how many cases are linked, and the alias alert."""
+    if not linked.count:
+        st.caption("No other case shares this ID number or biz_no.")
+        return
+    # Only numbers and fixed words go into these Markdown alerts; names go through st.text.
+    at_least = "at least " if linked.truncated else ""
+    st.info(f"Linked: {at_least}{linked.count} other case(s) — {linked.same_id_count} with the "
+            f"same ID number, {linked.same_biz_no_count} with the same biz_no (listed below).",
+            icon=":material/link:")
+    if not linked.other_name_count:
+        return
+    st.warning(f"**This ID number appears under ANOTHER name** in {at_least}"
+               f"{linked.other_name_count} other case(s).", icon=":material/warning:")
+    if linked.names_revealed:
+        st.text("Other name(s): " + ", ".join(linked.other_names))
+    else:
+        st.text("Other name(s), masked: " + ", ".join(linked.other_names))
+        st.caption("Reveal this case's personal data (audited) to see them in clear.")
+
+
+def _linked_table(biz_id: str, linked: LinkedCases) -> None:
+    """The linked cases (select one to open it) and the way into Compare."""
+    st.subheader("Linked cases")
+    st.caption("Other stored cases with this case's ID number (matched by keyed hash) or "
+               "biz_no, newest first; a different name under the same ID number is shaded. "
+               "Select a row to open that case."
+               + (f" Only the {LINKED_MAX} most recent are listed." if linked.truncated else ""))
+    # One key per case: the selection made here must not carry over to the case it opens
+    # (that page has the same table, and would open its own first row at once).
+    event = w.table(w.highlight_rows(linked.rows, lambda r: bool(r["different name"])),
+                    key=f"case_linked:{biz_id}", on_select="rerun",
+                    selection_mode="single-row",
+                    height=min(400, 38 + 35 * len(linked.rows)),
+                    column_config={"different name": st.column_config.CheckboxColumn(
+                        "other name", help="Same ID number, different name")})
+    rows = list(event.selection.rows) if event is not None else []
+    if rows and 0 <= rows[0] < len(linked.biz_ids):
+        pages.open_case(linked.biz_ids[rows[0]])
+    ids = linked.compare_ids()
+    if st.button("Compare these attempts", key="case_compare_linked",
+                 icon=":material/compare:",
+                 help=f"Opens Compare with this case and the {len(ids) - 1} most recent "
+                      "linked case(s) side by side."):
+        pages.open_compare(ids)
+    if linked.more_than(COMPARE_MAX):
+        st.caption(f"Compare takes {COMPARE_MAX} cases: this one and the {COMPARE_MAX - 1} most "
+                   "recent linked ones.")
 
 
 def _purge_notes(view: CaseView) -> None:

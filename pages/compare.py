@@ -1,8 +1,20 @@
 """Compare 2-4 cases side by side, and list the cases linked to one of them (same ID number or
 same biz_no), flagging an ID number that appears under another name.
 
-Deep link: ``?compare=<biz_id>&compare=<biz_id>`` (repeated; biz_ids contain commas). Every
-value from FaceID is shown in table cells or with ``st.text``/``st.code``, never as Markdown.
+Three ways to choose the cases:
+
+- **Pick cases**: a multiselect whose options are one page of stored cases, newest first, or the
+  cases whose biz_id / biz_no starts with what is typed in the search box (searched and paged by
+  the service, never loaded whole); what is already picked always stays among the options;
+- **All attempts of one person**: choose one case, get it and its most recent linked cases (same
+  ID-number hash or same biz_no), four in all, with a note when the person has more;
+- **Type biz_ids** (advanced): one per line.
+
+Deep link: ``?compare=<biz_id>&compare=<biz_id>`` (repeated; biz_ids contain commas) opens the
+picker with those cases picked; the case page's "Compare these attempts" does the same through
+``pages.open_compare``. The URL follows what is compared, so it can be shared. Every value from
+FaceID is shown in table cells or with ``st.text``/``st.code``, never as Markdown; option labels
+of the pickers are plain text.
 """
 
 from __future__ import annotations
@@ -13,30 +25,74 @@ import pages
 from faceid.actors import Actor
 from faceid.errors import FaceIDError
 from faceid.export import frame_csv
-from faceid.insights import COMPARE_MAX, CompareView, InsightsService
+from faceid.insights import COMPARE_MAX, COMPARE_MIN, CaseOptions, CompareView, InsightsService
 from pages import _widgets as w
 
 IDS_KEY = "compare_ids"
 ONLY_DIFF_KEY = "compare_only_diff"
 LINKED_OF_KEY = "compare_linked_of"
+MODE_KEY = "compare_mode"
+PICK_KEY = "compare_pick"
+PERSON_KEY = "compare_person"
+SEARCH_KEY = "compare_search"
+OPTIONS_PAGE_KEY = "compare_options_page"
+#: The cases last compared (plain session state, not a widget): carried from one way of
+#: choosing to another, since a widget's state is dropped while it is not shown.
+CURRENT_KEY = "_compare_current"
+NOTE_KEY = "_compare_note"
+OPTIONS_PAGE_SIZE = 50
+MODES = {"pick": "Pick cases", "person": "All attempts of one person",
+         "text": "Type biz_ids (advanced)"}
 
 
-def _requested_ids() -> list[str]:
-    if IDS_KEY not in st.session_state:
-        # First visit: take the deep link's biz_ids into the box.
-        st.session_state[IDS_KEY] = "\n".join(st.query_params.get_all("compare"))
-    text = str(st.session_state.get(IDS_KEY) or "")
-    return [line.strip() for line in text.splitlines() if line.strip()]
+def _clean(ids: list[str]) -> list[str]:
+    return list(dict.fromkeys(b.strip() for b in ids if b and b.strip()))
+
+
+def _start() -> None:
+    """Apply a request from another page, or on a first visit the deep link, to the picker."""
+    ss = st.session_state
+    requested = ss.pop(pages.COMPARE_PREFILL, None)
+    if requested is None and not any(k in ss for k in (MODE_KEY, PICK_KEY, IDS_KEY)):
+        requested = st.query_params.get_all("compare") or None
+    if not requested:
+        return
+    ids = _clean(list(requested))
+    ss[MODE_KEY] = "pick"
+    ss[PICK_KEY] = ids[:COMPARE_MAX]
+    ss[CURRENT_KEY] = ids[:COMPARE_MAX]
+    ss.pop(IDS_KEY, None)
+    ss.pop(NOTE_KEY, None)
+    if len(ids) > COMPARE_MAX:
+        ss[NOTE_KEY] = (f"The link names {len(ids)} cases: the first {COMPARE_MAX} are "
+                        "picked (compare takes at most four).")
 
 
 def render(service: InsightsService, actor: Actor) -> None:
     st.title("Compare cases")
-    ids = _requested_ids()
-    st.text_area(f"biz_ids to compare, one per line (2 to {COMPARE_MAX})", key=IDS_KEY,
-                 height=120, max_chars=4 * 300,
-                 help="One per line: a biz_id may itself contain a comma.")
-    if len(ids) < 2:
-        st.info("Enter at least two biz_ids.")
+    _start()
+    note = st.session_state.pop(NOTE_KEY, None)
+    if note:
+        st.info(note)
+    mode = st.radio("Choose the cases", list(MODES), format_func=MODES.__getitem__,
+                    key=MODE_KEY, horizontal=True)
+    if mode == "text":
+        ids = _typed()
+    elif mode == "person":
+        ids = _person(service)
+    else:
+        ids = _picked(service)
+    if ids is None:
+        return
+    st.session_state[CURRENT_KEY] = ids
+    if st.query_params.get_all("compare") != ids:
+        # The URL follows the comparison, so it can be bookmarked or sent to a colleague.
+        if ids:
+            st.query_params["compare"] = ids
+        else:
+            del st.query_params["compare"]
+    if len(ids) < COMPARE_MIN:
+        st.info(f"Pick at least {COMPARE_MIN} cases (at most {COMPARE_MAX}).")
         return
     try:
         view = service.compare(ids)
@@ -56,6 +112,88 @@ def render(service: InsightsService, actor: Actor) -> None:
                        file_name="comparison.csv", mime="text/csv", key="compare_dl",
                        on_click="ignore", icon=":material/download:")
     _linked(service, view)
+
+
+# --------------------------------------------------------------------------- choosing
+
+
+def _options(service: InsightsService, keep: list[str], label: str) -> CaseOptions:
+    """The search box and one page of matching cases (``keep`` always among them)."""
+    search = st.text_input(label, key=SEARCH_KEY, max_chars=256,
+                           placeholder="e.g. 1758 (leave empty for the newest cases)")
+    page = int(st.session_state.get(OPTIONS_PAGE_KEY, 1) or 1)
+    opts = service.case_options(search, page, OPTIONS_PAGE_SIZE, keep=keep)
+    if opts.page != page:
+        # A narrower search has fewer pages: keep the pager inside them.
+        st.session_state[OPTIONS_PAGE_KEY] = opts.page
+    return opts
+
+
+def _pager(opts: CaseOptions, searched: bool) -> None:
+    what = "match the search" if searched else "stored"
+    st.caption(f"{opts.total} case(s) {what} · newest first · list page {opts.page} of "
+               f"{opts.pages} ({opts.page_size} a page; typing in the picker filters this page "
+               "only, the search box searches them all)")
+    if opts.pages > 1:
+        st.pagination(opts.pages, key=OPTIONS_PAGE_KEY)
+
+
+def _picked(service: InsightsService) -> list[str]:
+    ss = st.session_state
+    if PICK_KEY not in ss and ss.get(CURRENT_KEY):
+        ss[PICK_KEY] = list(ss[CURRENT_KEY])[:COMPARE_MAX]
+    picked = list(ss.get(PICK_KEY) or [])
+    opts = _options(service, picked, "Find cases: biz_id or biz_no starts with")
+    chosen = st.multiselect(
+        f"Cases to compare ({COMPARE_MIN} to {COMPARE_MAX})", opts.biz_ids,
+        format_func=lambda b: opts.labels.get(b, b), key=PICK_KEY,
+        max_selections=COMPARE_MAX, placeholder="Choose cases")
+    _pager(opts, bool(ss.get(SEARCH_KEY)))
+    return list(chosen)
+
+
+def _person(service: InsightsService) -> list[str] | None:
+    current = st.session_state.get(PERSON_KEY)
+    opts = _options(service, [current] if current else [],
+                    "Find one attempt: biz_id or biz_no starts with")
+    biz_id = st.selectbox("One attempt of the person", opts.biz_ids, index=None,
+                          format_func=lambda b: opts.labels.get(b, b), key=PERSON_KEY,
+                          placeholder="Choose a case")
+    _pager(opts, bool(st.session_state.get(SEARCH_KEY)))
+    if biz_id is None:
+        st.info("Choose one case: its other attempts (same ID number or same biz_no) are "
+                "compared with it.")
+        return None
+    try:
+        linked = service.linked_cases(biz_id)
+    except FaceIDError as exc:
+        w.say("warning", str(exc))
+        return None
+    if not linked.count:
+        st.info("No other case shares this case's ID number or biz_no: nothing to compare.")
+        return None
+    ids = linked.compare_ids()
+    at_least = "at least " if linked.truncated else ""
+    if linked.more_than():
+        st.info(f"This person has {at_least}{linked.count + 1} attempts: comparing the chosen "
+                f"case and the {COMPARE_MAX - 1} most recent others. All of them are listed "
+                "under Linked cases below.")
+    else:
+        st.caption(f"All {linked.count + 1} attempts: the chosen case first, then newest first.")
+    return ids
+
+
+def _typed() -> list[str]:
+    ss = st.session_state
+    if IDS_KEY not in ss:
+        ss[IDS_KEY] = "\n".join(ss.get(CURRENT_KEY) or [])
+    st.text_area(f"biz_ids to compare, one per line ({COMPARE_MIN} to {COMPARE_MAX})",
+                 key=IDS_KEY, height=120, max_chars=4 * 300,
+                 help="One per line: a biz_id may itself contain a comma.")
+    return _clean(str(ss.get(IDS_KEY) or "").splitlines())
+
+
+# --------------------------------------------------------------------------- results
 
 
 def _frames(view: CompareView) -> None:

@@ -1,5 +1,6 @@
 """Queue page: filter, sort and page the stored cases (all in SQL), open one, or look up /
-fetch a biz_id that is not stored yet."""
+fetch a biz_id that is not stored yet. The "linked" column counts the other cases with the same
+ID number (and says when one of them is under another name)."""
 
 from __future__ import annotations
 
@@ -57,11 +58,15 @@ def _filters(actor: Actor) -> tuple[QueueFilter, str, int]:
         sort = c[1].selectbox("Sort", list(SORTS), format_func=SORTS.__getitem__,
                               key="q_sort")
         size = c[2].selectbox("Rows per page", PAGE_SIZES, key="q_size")
+        linked = st.checkbox("Only cases linked to others", key="q_linked",
+                             help="Cases whose ID number (matched by keyed hash) appears in at "
+                                  "least one other case.")
     who = {ANYONE: None, ME: actor.username}.get(assignee, assignee)
     f = QueueFilter(
         statuses=tuple(statuses), procedure_types=tuple(procedures), liveness=tuple(liveness),
         bands=tuple(bands), risk_flags=tuple(flags), decision_states=tuple(states),
         assignee=who, search=search, min_age_hours=float(min_age) if min_age else None,
+        linked_only=bool(linked),
     )
     return f, sort, int(size)
 
@@ -107,6 +112,10 @@ def render(service: ReviewService, actor: Actor) -> None:
             "face compare": st.column_config.TextColumn(
                 "face compare", help="Strictest FaceID threshold result_faceid reaches "
                 "(1e-6 = lowest false-accept risk)"),
+            "linked": st.column_config.TextColumn(
+                "linked", width=120,
+                help="Other cases with the same ID number; 'other name' when any of them "
+                "carries a different name (open the case to see them)"),
         },
     )
     rows = list(event.selection.rows) if event is not None else []

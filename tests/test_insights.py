@@ -322,6 +322,64 @@ def test_linked_cases_flag_same_id_number_under_another_name(engine: Engine,
         InsightsService(engine).linked_cases("missing")
 
 
+def test_linked_cases_counts_and_compare_choice(engine: Engine, hash_key: bytes) -> None:
+    _ingest(engine, hash_key,
+            _person_doc(1, "1,me", "张三", "110101199003071234", biz_no="order-7"),
+            *(_person_doc(10 + i, f"{i},again", "张三", "110101199003071234")
+              for i in range(2, 6)),
+            _person_doc(6, "6,same-order", "王五", "440101199001011234", biz_no="order-7"))
+    linked = InsightsService(engine).linked_cases("1,me")
+    assert (linked.count, linked.same_id_count, linked.same_biz_no_count) == (5, 4, 1)
+    assert linked.other_name_count == 0 and linked.other_names == ()
+    # "All attempts": the chosen case and the three most recent others, and there are more.
+    assert linked.compare_ids() == ["1,me", *linked.biz_ids[:3]] and linked.more_than()
+
+
+def _options_seed(engine: Engine, hash_key: bytes) -> list[str]:
+    ids = ["1758000001,a", "1758000002,b", "1759000003,c", "x%_,d"]
+    _ingest(engine, hash_key,
+            *(_person_doc(i, b, "张三", f"11010119900307{i:04d}", biz_no=f"order-{i}")
+              for i, b in enumerate(ids)))
+    return ids
+
+
+def test_case_options_newest_first_and_paged(engine: Engine, hash_key: bytes) -> None:
+    ids = _options_seed(engine, hash_key)
+    svc = InsightsService(engine)
+    opts = svc.case_options()
+    assert opts.total == 4 and opts.biz_ids == ids[::-1]  # most recently stored first
+    assert opts.labels["1758000001,a"].startswith("1758000001,a · ")
+    assert opts.labels["1758000001,a"].endswith(" UTC · OK")
+    first, second = svc.case_options(page_size=3), svc.case_options(page=2, page_size=3)
+    assert (first.pages, first.biz_ids, second.biz_ids) == (2, ids[:0:-1], ids[:1])
+    assert svc.case_options(page=99, page_size=3).page == 2  # clamped to the last page
+
+
+@pytest.mark.parametrize(("search", "expected"), [
+    ("1758", ["1758000002,b", "1758000001,a"]),  # biz_id prefix
+    ("1758000001,a", ["1758000001,a"]),
+    ("order-3", ["x%_,d"]),  # biz_no prefix
+    ("x%_", ["x%_,d"]),  # LIKE wildcards are literal
+    ("%", []),
+    ("_", []),
+    ("758", []),  # a prefix, not a substring
+    ("  1759  ", ["1759000003,c"]),
+])
+def test_case_options_search_by_prefix(engine: Engine, hash_key: bytes, search: str,
+                                       expected: list[str]) -> None:
+    _options_seed(engine, hash_key)
+    opts = InsightsService(engine).case_options(search)
+    assert (opts.biz_ids, opts.total) == (expected, len(expected))
+
+
+def test_case_options_keep_what_is_picked(engine: Engine, hash_key: bytes) -> None:
+    _options_seed(engine, hash_key)
+    opts = InsightsService(engine).case_options("1759", keep=["1758000001,a", "nope,1"])
+    assert opts.biz_ids == ["1758000001,a", "nope,1", "1759000003,c"]
+    assert opts.labels["nope,1"] == "nope,1 · not stored"
+    assert opts.labels["1758000001,a"].endswith(" · OK") and opts.total == 1
+
+
 def test_export_facade_uses_the_governed_export(engine: Engine, hash_key: bytes) -> None:
     _ingest(engine, hash_key, _person_doc(1, "1,a", "张三", "110101199003071234"))
     service = InsightsService(engine)

@@ -443,3 +443,161 @@ def test_personal_data_is_masked_everywhere_until_revealed(service: ReviewServic
         no_exception(at)
         assert at.dataframe and not {k for k, v in clear.items() if v in shown(at)}
         assert not {k for k, v in clear.items() if v in shown(page(queue_app, service, actor))}
+
+
+# --------------------------------------------------------------------------- linked identities
+
+NUMBER = "110101199003071234"
+ALIAS = "[click](http://evil)"  # a hostile name: it must reach the page only as text
+
+
+def person(seed_: int, biz_id: str, name: str, number: str, biz_no: str | None = None) -> dict:
+    doc = generate_result(seed_, biz_id, status="OK", procedure_type="video")
+    doc["idcard_info"] = {"idcard_mode": "3", "idcard_name": name, "idcard_number": number}
+    if biz_no:
+        doc["biz_info"]["biz_no"] = biz_no
+    return doc
+
+
+def people() -> list[dict]:
+    """One person seen five times (twice under other names) and a stranger."""
+    return [person(1, "1,me", "张三", NUMBER, "order-7"),
+            person(2, "2,alias", "李四", NUMBER),
+            person(3, "3,hostile-alias", ALIAS, NUMBER),
+            person(4, "4,again", "张三", NUMBER),
+            person(5, "5,same-order", "王五", "440101199001011234", "order-7"),
+            person(6, "6,stranger", "赵六", "510101199001011234")]
+
+
+@pytest.fixture
+def linked_service() -> ReviewService:
+    engine = memory_engine()
+    schema.create_all(engine)
+    for d in people():
+        store.ingest(engine, json.dumps(d).encode(), source="import", hash_key=DEMO_KEY)
+    return ReviewService(engine, None, Settings())
+
+
+def other_names(at: AppTest, prefix: str) -> set[str]:
+    (line,) = [t for t in texts(at) if t.startswith(prefix)]
+    return set(line[len(prefix):].split(", "))
+
+
+def linked_table(at: AppTest):
+    return next(d.value for d in at.dataframe if "different name" in d.value.columns
+                or "other name" in d.value.columns)
+
+
+def test_case_page_linked_panel_masks_then_reveals(linked_service: ReviewService) -> None:
+    at = page(case_app, linked_service, biz_id="1,me")
+    no_exception(at)
+    assert any("appears under ANOTHER name" in wv.value and "2 other case(s)" in wv.value
+               for wv in at.warning)
+    assert any(i.value.startswith("Linked: 4 other case(s) — 3 with the same ID number, "
+                                  "1 with the same biz_no") for i in at.info)
+    assert other_names(at, "Other name(s), masked: ") == {"李*", "[" + "*" * 19}
+    table = linked_table(at)
+    assert set(table["biz_id"]) == {"2,alias", "3,hostile-alias", "4,again", "5,same-order"}
+    assert {"case time (UTC)", "status", "liveness", "review state"} <= set(table.columns)
+    flagged = set(table.loc[table["different name"], "biz_id"])
+    assert flagged == {"2,alias", "3,hostile-alias"}
+    everything = shown(at)
+    assert "李四" not in everything and ALIAS not in everything  # masked until revealed
+    assert button(at, "Compare these attempts")
+    # The reveal (audited) shows the other names in clear, as text and in cells only.
+    button(at, "Reveal personal data (audited)").click().run()
+    no_exception(at)
+    assert other_names(at, "Other name(s): ") == {"李四", ALIAS}
+    assert {"李四", ALIAS} <= set(linked_table(at)["name"])
+    for value in markdown_like(at):
+        for bad in HOSTILE:
+            assert bad not in value, (bad, value)
+
+
+def test_case_page_linked_row_opens_that_case(linked_service: ReviewService) -> None:
+    at = AppTest.from_function(case_app, args=(linked_service, REVIEWER),
+                               default_timeout=TIMEOUT)
+    at.query_params["biz_id"] = "1,me"
+    at.run()
+    rows = list(linked_table(at)["biz_id"])
+    at.session_state["case_linked:1,me"] = {"selection": {"rows": [1], "columns": [],
+                                                          "cells": []}}
+    at.run()
+    no_exception(at)
+    assert at.query_params["biz_id"] == rows[1]
+    # The opened case has its own linked table (another key), nothing selected in it.
+    assert at.code[0].value == rows[1]
+
+
+def test_case_page_without_links_says_so(linked_service: ReviewService) -> None:
+    at = page(case_app, linked_service, biz_id="6,stranger")
+    no_exception(at)
+    assert "No other case shares this ID number or biz_no." in [c.value for c in at.caption]
+    assert not [b for b in at.button if b.label == "Compare these attempts"]
+
+
+def test_compare_these_attempts_asks_for_compare(linked_service: ReviewService) -> None:
+    import pages
+
+    at = page(case_app, linked_service, biz_id="1,me")
+    view = linked_service.open_case("1,me", REVIEWER, record_view=False)
+    assert view is not None and view.linked is not None
+    expected = ["1,me", *view.linked.biz_ids[:3]]  # this case + the 3 most recent linked
+    button(at, "Compare these attempts").click().run()
+    no_exception(at)
+    # Outside the dashboard there is no compare page: the request and the link are left.
+    assert at.session_state[pages.COMPARE_PREFILL] == expected
+    assert at.query_params["compare"] == expected
+    assert any("Compare takes 4 cases" in c.value for c in at.caption)  # 4 linked, 3 shown
+
+
+def test_queue_page_linked_column_and_filter(linked_service: ReviewService) -> None:
+    at = page(queue_app, linked_service)
+    no_exception(at)
+    table = at.dataframe[0].value
+    linked = dict(zip(table["biz_id"], table["linked"], strict=True))
+    assert linked["1,me"] == "3 · other name" and linked["4,again"] == "3 · other name"
+    assert linked["5,same-order"] == "" and linked["6,stranger"] == ""
+    assert ALIAS not in table.to_string() and "李四" not in table.to_string()
+    at.checkbox(key="q_linked").check().run()
+    no_exception(at)
+    assert set(at.dataframe[0].value["biz_id"]) == {"1,me", "2,alias", "3,hostile-alias",
+                                                    "4,again"}
+
+
+@pytest.fixture
+def linked_dashboard_db(tmp_path, monkeypatch) -> str:
+    url = f"sqlite:///{tmp_path}/desk.db"
+    engine = make_engine(url)
+    schema.upgrade(engine)
+    for d in people():
+        store.ingest(engine, json.dumps(d).encode(), source="import", hash_key=DEMO_KEY)
+    engine.dispose()
+    for var in ("FACEID_API_KEY", "FACEID_API_SECRET", "FACEID_BASE_URL", "FACEID_PII_KEY"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("DATABASE_URL", url)
+    return url
+
+
+def test_dashboard_case_to_compare_these_attempts(linked_dashboard_db: str) -> None:
+    engine = make_engine(linked_dashboard_db)
+    view = ReviewService(engine, None, Settings()).open_case("1,me", REVIEWER,
+                                                            record_view=False)
+    engine.dispose()
+    assert view is not None and view.linked is not None
+    expected = view.linked.compare_ids()
+    at = dashboard()
+    row = list(at.dataframe[0].value["biz_id"]).index("1,me")
+    at.session_state["queue_table"] = {"selection": {"rows": [row], "columns": [],
+                                                     "cells": []}}
+    at.run()
+    assert at.title[0].value == "Case" and at.query_params["biz_id"] == "1,me"
+    button(at, "Compare these attempts").click().run()
+    no_exception(at)
+    # The real compare page, pre-filled: this case and the 3 most recent linked ones.
+    assert at.title[0].value == "Compare cases"
+    assert at.multiselect(key="compare_pick").value == expected
+    table = at.dataframe[0].value
+    biz_row = table[table["field"] == "biz_id"].iloc[0]
+    assert [biz_row[f"Case {i}"] for i in range(1, 5)] == expected
+    assert at.query_params["compare"] == expected

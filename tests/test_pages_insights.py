@@ -123,7 +123,7 @@ def test_compare_page_side_by_side_from_deep_link() -> None:
 
 
 def test_compare_only_differences_and_linked_cases() -> None:
-    at = _app("compare", compare_ids="\n".join(SIM_IDS[:2])).run()
+    at = _app("compare", compare_mode="text", compare_ids="\n".join(SIM_IDS[:2])).run()
     full = len(at.dataframe[0].value)
     at.toggle(key="compare_only_diff").set_value(True).run()
     _assert_no_hostile_markdown(at)
@@ -132,9 +132,10 @@ def test_compare_only_differences_and_linked_cases() -> None:
 
 
 def test_compare_needs_two_cases_and_reports_unknown_ones() -> None:
-    at = _app("compare", compare_ids=SIM_IDS[0]).run()
-    assert at.info[0].value.startswith("Enter at least two")
-    at = _app("compare", compare_ids=f"{SIM_IDS[0]}\n[x](http://evil.example)").run()
+    at = _app("compare", compare_mode="text", compare_ids=SIM_IDS[0]).run()
+    assert at.info[0].value.startswith("Pick at least 2 cases")
+    at = _app("compare", compare_mode="text",
+              compare_ids=f"{SIM_IDS[0]}\n[x](http://evil.example)").run()
     _assert_no_hostile_markdown(at)
     assert "not stored" in at.warning[0].value
 
@@ -171,3 +172,132 @@ def test_reports_unmasked_toggle_changes_the_button() -> None:
     at.checkbox(key="export_unmasked").check().run()
     assert not at.exception
     assert "Export CSV (UNMASKED)" in {b.label for b in at.get("download_button")}
+
+
+# --------------------------------------------------------------------------- compare picker
+
+NUMBER = "110101199003071234"
+
+
+def _person(seed: int, biz_id: str, name: str, number: str, biz_no: str | None = None) -> dict:
+    from faceid.simulator import generate_result
+
+    doc = generate_result(seed, biz_id, status="OK", procedure_type="video")
+    doc["idcard_info"] = {"idcard_mode": "3", "idcard_name": name, "idcard_number": number}
+    if biz_no:
+        doc["biz_info"]["biz_no"] = biz_no
+    return doc
+
+
+@pytest.fixture(scope="module")
+def picker_engine() -> Iterator[Any]:
+    """One person seen five times (once under another name, once via biz_no only), a
+    stranger, and 55 unrelated cases stored after them (so the picker has two pages)."""
+    import json
+
+    from faceid import schema, store
+    from faceid.db import memory_engine
+    from faceid.simulator import generate_batch
+
+    engine = memory_engine()
+    schema.create_all(engine)
+    docs = [_person(1, "1,me", "张三", NUMBER, "order-7"),
+            _person(2, "2,alias", "李四", NUMBER),
+            _person(3, "3,again", "张三", NUMBER),
+            _person(4, "4,again", "张三", NUMBER),
+            _person(5, "5,same-order", "王五", "440101199001011234", "order-7"),
+            _person(6, "6,stranger", "赵六", "510101199001011234")]
+    docs += generate_batch(55, seed=3)
+    for doc in docs:
+        store.ingest(engine, json.dumps(doc).encode(), source="import", hash_key=b"k")
+    yield engine
+    engine.dispose()
+
+
+# Unannotated: AppTest.from_function runs this function's source without the module's imports.
+def compare_app(engine, role) -> None:
+    from faceid.actors import Actor
+    from faceid.insights import InsightsService
+    from pages import compare
+
+    actor = Actor(f"apptest.{role}", "AppTest", role)
+    compare.render(InsightsService(engine).for_actor(actor), actor)
+
+
+def _compare(engine: Any, role: str = "reviewer") -> AppTest:
+    return AppTest.from_function(compare_app, args=(engine, role), default_timeout=60)
+
+
+def _compared(at: AppTest) -> list[str]:
+    """The biz_ids of the side-by-side table, in column order."""
+    table = at.dataframe[0].value
+    row = table[table["field"] == "biz_id"].iloc[0]
+    return [row[c] for c in table.columns if c.startswith("Case ")]
+
+
+def test_compare_picker_lists_searches_and_keeps_the_picks(picker_engine: Any) -> None:
+    at = _compare(picker_engine).run()
+    _assert_no_hostile_markdown(at)
+    assert at.radio(key="compare_mode").value == "pick"
+    pick = at.multiselect(key="compare_pick")
+    assert len(pick.options) == 50  # one page of the newest cases, not the whole table
+    assert any("61 case(s) stored · newest first · list page 1 of 2" in c.value
+               for c in at.caption)
+    assert any(i.value.startswith("Pick at least 2 cases") for i in at.info)
+    # The second page of the list comes from the service too.
+    at.session_state["compare_options_page"] = 2
+    at.run()
+    assert len(at.multiselect(key="compare_pick").options) == 11
+    # A prefix search (biz_no here) narrows the options server-side.
+    at.text_input(key="compare_search").input("order-7").run()
+    pick = at.multiselect(key="compare_pick")
+    assert [o.split(" · ")[0] for o in pick.options] == ["5,same-order", "1,me"]
+    pick.set_value(["1,me", "5,same-order"]).run()
+    _assert_no_hostile_markdown(at)
+    assert _compared(at) == ["1,me", "5,same-order"]
+    assert at.query_params["compare"] == ["1,me", "5,same-order"]  # shareable link
+    assert len(at.get("image")) == 2  # best frames side by side
+    # Another search keeps what is picked among the options, and adds to it.
+    at.text_input(key="compare_search").input("2,al").run()
+    pick = at.multiselect(key="compare_pick")
+    assert [o.split(" · ")[0] for o in pick.options] == ["1,me", "5,same-order", "2,alias"]
+    pick.set_value(["1,me", "5,same-order", "2,alias"]).run()
+    assert _compared(at) == ["1,me", "5,same-order", "2,alias"]
+    t = at.dataframe[0].value.set_index("field")
+    assert t.loc["same ID number group", "differs"]  # A, B, A: the alias is the same number
+    # The advanced box starts from the same cases.
+    at.radio(key="compare_mode").set_value("text").run()
+    assert at.text_area(key="compare_ids").value == "1,me\n5,same-order\n2,alias"
+    assert _compared(at) == ["1,me", "5,same-order", "2,alias"]
+
+
+def test_compare_all_attempts_of_one_person(picker_engine: Any) -> None:
+    from faceid.insights import InsightsService
+
+    linked = InsightsService(picker_engine).linked_cases("1,me")
+    at = _compare(picker_engine).run()
+    at.radio(key="compare_mode").set_value("person").run()
+    assert any("Choose one case" in i.value for i in at.info)
+    at.text_input(key="compare_search").input("1,me").run()
+    at.selectbox(key="compare_person").select("1,me").run()
+    _assert_no_hostile_markdown(at)
+    # Five attempts (four linked): the chosen one and the three most recent others.
+    assert _compared(at) == ["1,me", *linked.biz_ids[:3]]
+    assert any("This person has 5 attempts: comparing the chosen case and the 3 most recent"
+               in i.value for i in at.info)
+    assert any("under another name" in e.value for e in at.error)  # the linked list below
+    at.text_input(key="compare_search").input("6,str").run()
+    at.selectbox(key="compare_person").select("6,stranger").run()
+    assert any("nothing to compare" in i.value for i in at.info) and not at.dataframe
+
+
+def test_compare_deep_link_of_more_than_four(picker_engine: Any) -> None:
+    ids = ["1,me", "2,alias", "3,again", "4,again", "6,stranger"]
+    at = _compare(picker_engine)
+    at.query_params["compare"] = ids
+    at.run()
+    _assert_no_hostile_markdown(at)
+    assert any("The link names 5 cases: the first 4 are picked" in i.value for i in at.info)
+    assert at.multiselect(key="compare_pick").value == ids[:4]
+    assert _compared(at) == ids[:4]
+    assert at.query_params["compare"] == ids[:4]

@@ -739,3 +739,168 @@ def test_audit_trail_covers_every_kind_of_action(sqlite_engine: Engine) -> None:
         "claim": "rita", "decide": "rita", "note": "rita", "export": "sam",
         "user.disable": admin.username, "logout": "rita",
     }
+
+
+# --------------------------------------------------------------------------- linked identities
+
+NUMBER = "110101199003071234"
+
+
+def person_doc(seed_: int, biz_id: str, name: str, number: str | None, *,
+               biz_no: str | None = None) -> dict[str, Any]:
+    """One OK case for a given person; ``biz_no`` None gives a case without one."""
+    doc = generate_result(seed_, biz_id, status="OK", procedure_type="video")
+    doc["idcard_info"] = {"idcard_mode": "3", "idcard_name": name}
+    if number:
+        doc["idcard_info"]["idcard_number"] = number
+    doc["biz_info"]["biz_no"] = biz_no
+    if biz_no is None:
+        del doc["biz_info"]["biz_no"]
+    return doc
+
+
+def people_docs() -> list[dict[str, Any]]:
+    return [
+        person_doc(1, "1,me", "张三", NUMBER, biz_no="order-7"),
+        person_doc(2, "2,alias", "李四", NUMBER),
+        person_doc(3, "3,again", " 张 三", NUMBER),  # spacing is not another name
+        person_doc(4, "4,same-order", "王五", "440101199001011234", biz_no="order-7"),
+        person_doc(5, "5,stranger", "赵六", "510101199001011234"),
+        person_doc(6, "6,nobody", "钱七", None),  # no ID number, no biz_no: links to nothing
+    ]
+
+
+@pytest.fixture
+def people(engine: Engine, clock: Clock) -> ReviewService:
+    seed(engine, people_docs())
+    clock.now = utcnow()  # reveals are timed by their audit events, written at real time
+    return ReviewService(engine, None, Settings(), clock=clock)
+
+
+def test_queue_linked_column_counts_the_same_id_number(people: ReviewService) -> None:
+    page = people.queue(QueueFilter(), "biz_id", actor=REVIEWER)
+    linked = dict(zip(page.rows["biz_id"], page.rows["linked"], strict=True))
+    # Three cases share the number and one of them carries another name: each sees 2 others,
+    # and each sees a different name among them (张三 vs 李四; for 李四, 张三 is the other).
+    assert linked == {"1,me": "2 · other name", "2,alias": "2 · other name",
+                      "3,again": "2 · other name",
+                      # A shared biz_no is shown on the case page, not counted here.
+                      "4,same-order": "", "5,stranger": "", "6,nobody": ""}
+    assert "李四" not in page.rows.to_string() and "张三" not in page.rows.to_string()
+    only = people.queue(QueueFilter(linked_only=True), "newest", actor=REVIEWER)
+    assert only.total == 3 and set(only.biz_ids) == {"1,me", "2,alias", "3,again"}
+    # The filter combines with the others (and with paging) in SQL.
+    one = people.queue(QueueFilter(linked_only=True, search="alias"), actor=REVIEWER)
+    assert one.biz_ids == ["2,alias"]
+    paged = people.queue(QueueFilter(linked_only=True), "biz_id", page=2, page_size=2,
+                         actor=REVIEWER)
+    assert paged.biz_ids == ["3,again"] and list(paged.rows["linked"]) == ["2 · other name"]
+
+
+def test_queue_other_name_needs_a_different_name(people: ReviewService, engine: Engine) -> None:
+    # Without the alias, the same number under the same name (spacing aside) is no alias.
+    with Session(engine) as s:
+        s.execute(text("UPDATE verifications SET id_number_hash = NULL "
+                       "WHERE biz_id = '2,alias'"))
+        s.commit()
+    page = people.queue(QueueFilter(linked_only=True), "biz_id", actor=REVIEWER)
+    assert dict(zip(page.biz_ids, page.rows["linked"], strict=True)) == {
+        "1,me": "1", "3,again": "1"}
+
+
+def test_case_view_lists_linked_cases_masked_until_revealed(people: ReviewService) -> None:
+    view = people.open_case("1,me", REVIEWER)
+    assert view is not None and view.linked is not None
+    linked = view.linked
+    assert (linked.count, linked.same_id_count, linked.same_biz_no_count) == (3, 2, 1)
+    assert linked.other_name_count == 1 and not linked.truncated
+    assert linked.other_names == ("李*",) and not linked.names_revealed
+    rows = {r["biz_id"]: r for r in linked.rows.to_dict("records")}
+    assert set(rows) == {"2,alias", "3,again", "4,same-order"}
+    assert rows["2,alias"]["different name"] is True
+    assert rows["3,again"]["different name"] is False
+    assert rows["4,same-order"]["link"] == "same biz_no"
+    assert rows["4,same-order"]["different name"] is False  # another number: not an alias
+    assert {"case time (UTC)", "status", "liveness", "review state"} <= set(linked.rows.columns)
+    assert "李四" not in linked.rows.to_string() and rows["2,alias"]["name (masked)"] == "李*"
+    # Compare gets this case and the linked ones, newest first (here all three fit).
+    assert linked.compare_ids() == ["1,me", *linked.biz_ids] and not linked.more_than()
+    assert linked.compare_ids(2) == ["1,me", linked.biz_ids[0]] and linked.more_than(2)
+    # The reveal (audited, on this case) shows the other name in clear...
+    revealed = people.reveal_pii("1,me", REVIEWER).linked
+    assert revealed is not None and revealed.names_revealed
+    assert revealed.other_names == ("李四",)
+    assert "李四" in set(revealed.rows["name"])
+    # ...but not to a role that may not reveal, whatever the page asks for.
+    auditor = people.open_case("1,me", AUDITOR, reveal=True)
+    assert auditor is not None and auditor.linked is not None
+    assert auditor.linked.other_names == ("李*",) and not auditor.linked.names_revealed
+
+
+def test_case_view_without_links(people: ReviewService) -> None:
+    for biz in ("5,stranger", "6,nobody"):
+        view = people.open_case(biz, REVIEWER)
+        assert view is not None and view.linked is not None
+        assert view.linked.count == 0 and view.linked.rows.empty, biz
+        assert view.linked.compare_ids() == [biz]
+
+
+def test_linked_list_is_capped_newest_first(engine: Engine) -> None:
+    from faceid.linking import find_linked
+
+    seed(engine, people_docs())
+    with Session(engine) as s:
+        me = s.exec(select(Verification).where(Verification.biz_id == "1,me")).one()
+        assert me.id is not None
+        capped = find_linked(s, me_id=me.id, biz_id=me.biz_id, name=me.idcard_name,
+                             id_hash=me.id_number_hash, biz_no=me.biz_no, limit=2)
+        full = find_linked(s, me_id=me.id, biz_id=me.biz_id, name=me.idcard_name,
+                           id_hash=me.id_number_hash, biz_no=me.biz_no)
+    assert capped.truncated and capped.count == 2 and capped.more_than()
+    assert capped.biz_ids == full.biz_ids[:2]
+    times = list(full.rows["case time (UTC)"])
+    assert times == sorted(times, reverse=True)
+
+
+def _plans(engine: Engine, run: Any) -> list[str]:
+    """EXPLAIN QUERY PLAN of every SELECT that ``run()`` sends to SQLite."""
+    from sqlalchemy import event
+
+    sent: list[tuple[str, Any]] = []
+
+    def capture(conn, cursor, statement, parameters, context, executemany) -> None:
+        if statement.lstrip().upper().startswith("SELECT"):
+            sent.append((statement, parameters))
+
+    event.listen(engine, "before_cursor_execute", capture)
+    try:
+        run()
+    finally:
+        event.remove(engine, "before_cursor_execute", capture)
+    with engine.connect() as conn:
+        return [statement + "\n=> " + "; ".join(
+            str(r[-1]) for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement,
+                                                     parameters).all())
+            for statement, parameters in sent]
+
+
+def test_linked_queries_use_the_hash_index(sqlite_engine: Engine) -> None:
+    seed(sqlite_engine, people_docs())
+    svc = ReviewService(sqlite_engine, None, Settings())
+    plans = _plans(sqlite_engine, lambda: svc.queue(QueueFilter(linked_only=True),
+                                                     actor=REVIEWER))
+    page = next(p for p in plans if "queue_page" in p)
+    # The correlated count runs on the index (covering: the table is not read) ...
+    assert "SEARCH linked_other USING COVERING INDEX ix_verifications_id_number_hash" in page
+    # ... and so does the "linked only" filter, in the count and in the page query.
+    count = next(p for p in plans if p.startswith("SELECT count(*)"))
+    for plan in (count, page):
+        assert "LIST SUBQUERY" in plan
+        assert "linked_other USING COVERING INDEX ix_verifications_id_number_hash" in plan
+        assert "SCAN linked_other" not in plan
+    # The case page's linked cases: both indexes (id_number_hash OR biz_no), no table scan.
+    plans = _plans(sqlite_engine, lambda: svc.open_case("1,me", REVIEWER, record_view=False))
+    linked = next(p for p in plans if "verifications.id_number_hash = ? OR" in p)
+    assert "MULTI-INDEX OR" in linked
+    assert "ix_verifications_id_number_hash" in linked and "ix_verifications_biz_no" in linked
+    assert "SCAN verifications" not in linked

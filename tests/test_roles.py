@@ -156,6 +156,7 @@ def insights_ops(engine: Engine, a: Actor,
         ("compare", P.VIEW_CASE, lambda: svc.compare(ids[:2])),
         ("best_frames", P.VIEW_CASE, lambda: svc.best_frames(ids[:2])),
         ("linked_cases", P.VIEW_CASE, lambda: svc.linked_cases(ids[0])),
+        ("case_options", P.VIEW_CASE, lambda: svc.case_options(ids[0][:4], keep=ids[:1])),
         ("pass_rate", P.EXPORT, svc.pass_rate),
         ("decisions_by_reviewer", P.EXPORT, svc.decisions_by_reviewer),
         ("decision_latency", P.EXPORT, svc.decision_latency),
@@ -258,7 +259,7 @@ def test_every_public_service_method_is_covered() -> None:
     review = {"queue", "counts", "open_case", "lookup", "reveal_pii", "claim", "release",
               "decide", "add_note", "next_case", "fetch"}
     insights = {"failure_summary", "failure_details", "failures_by_day", "failed_cases",
-                "compare", "best_frames", "linked_cases", "pass_rate",
+                "compare", "best_frames", "linked_cases", "case_options", "pass_rate",
                 "decisions_by_reviewer", "decision_latency", "backlog", "export_csv",
                 "export_bytes",
                 # Not operations: the unmasked-offer question and the binding itself.
