@@ -30,7 +30,7 @@ seed: db
 	$(PY) -m faceid demo-seed --if-empty
 
 run: seed
-	$(PY) -m streamlit run dashboard.py --server.port $(PORT)
+	$(PY) scripts/desk.py --server.port $(PORT)
 
 simulate: venv
 	$(PY) -m faceid simulate --port 8900

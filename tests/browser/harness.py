@@ -108,8 +108,12 @@ def run_streamlit(
         script_path = REPO_ROOT / script_path
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     log_path = ARTIFACTS / f"streamlit-{_slug(script_path.stem)}-{port}.log"
+    # The desk starts through scripts/desk.py (what `make run` uses); other apps directly.
+    launch = ([sys.executable, str(REPO_ROOT / "scripts" / "desk.py")]
+              if script_path.resolve() == (REPO_ROOT / "dashboard.py").resolve()
+              else [sys.executable, "-m", "streamlit", "run", str(script_path)])
     cmd = [
-        sys.executable, "-m", "streamlit", "run", str(script_path),
+        *launch,
         "--server.headless", "true",
         "--server.port", str(port),
         "--server.address", "127.0.0.1",
