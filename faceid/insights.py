@@ -49,6 +49,7 @@ from faceid.actors import Actor
 from faceid.errors import DocumentError, FaceIDError, InsightsError  # noqa: F401
 from faceid.linking import COMPARE_MAX, LINKED_MAX, LinkedCases  # noqa: F401 - re-exported
 from faceid.model import GetResult, parse_document
+from faceid.paging import page_count
 from faceid.permissions import Permission, PermissionDenied, require
 from faceid.summary import RISK_FLAGS
 from faceid.tables import Decision, RawResponse, StoredImage, Verification
@@ -143,7 +144,7 @@ class FailedPage:
 
     @property
     def pages(self) -> int:
-        return max(1, -(-self.total // self.page_size))
+        return page_count(self.total, self.page_size)
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,7 +191,7 @@ class CaseOptions:
 
     @property
     def pages(self) -> int:
-        return max(1, -(-self.total // self.page_size))
+        return page_count(self.total, self.page_size)
 
 
 # --------------------------------------------------------------------------- SQL helpers
@@ -375,7 +376,7 @@ class InsightsService:
         with self.engine.connect() as conn:
             total = int(conn.execute(select(func.count()).select_from(Verification.__table__)
                                      .where(*conds)).scalar_one())
-            page = max(1, min(int(page), max(1, -(-total // page_size))))
+            page = max(1, min(int(page), page_count(total, page_size)))
             rows = conn.execute(
                 select(V.biz_id, _case_time().label("at"), V.status, V.fail_reason,
                        V.procedure_type, V.liveness_result, V.faceid_band, V.verify_error,
@@ -557,7 +558,7 @@ class InsightsService:
         with self.engine.connect() as conn:
             total = int(conn.execute(select(func.count()).select_from(Verification.__table__)
                                      .where(*conds)).scalar_one())
-            page = max(1, min(int(page), max(1, -(-total // page_size))))
+            page = max(1, min(int(page), page_count(total, page_size)))
             found = conn.execute(select(*cols).where(*conds)
                                  .order_by(V.stored_at.desc(), V.id.desc())
                                  .limit(page_size).offset((page - 1) * page_size)).all()

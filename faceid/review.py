@@ -70,6 +70,7 @@ from faceid.model import (
     OcrResult,
     parse_document,
 )
+from faceid.paging import page_count
 from faceid.permissions import Permission, PermissionDenied, may_second_review, require
 from faceid.summary import RISK_FLAGS
 from faceid.tables import AuditEvent, Decision, Note, RawResponse, StoredImage, Verification
@@ -246,7 +247,7 @@ class QueuePage:
 
     @property
     def pages(self) -> int:
-        return max(1, -(-self.total // self.page_size))
+        return page_count(self.total, self.page_size)
 
 
 @dataclass(frozen=True, slots=True)
@@ -478,7 +479,7 @@ class ReviewService:
         with Session(self.engine) as s:
             total = int(s.exec(select(func.count()).select_from(Verification)
                                .where(*conds)).one())
-            pages = max(1, -(-total // page_size))
+            pages = page_count(total, page_size)
             page = max(1, min(int(page), pages))
             V = Verification
             # The page is chosen first (filter, sort, LIMIT/OFFSET) in a derived table, and only
