@@ -49,7 +49,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, and_, func, update
 from sqlmodel import Session, col, select
 
-from faceid import audit
+from faceid import audit, export
 from faceid.actors import Actor
 from faceid.config import load_secrets_file
 from faceid.errors import ConfigError
@@ -401,6 +401,8 @@ def _purge_pii(engine: Engine, cutoff: datetime, now: datetime, batch_size: int,
             update(Verification)
             .where(col(Verification.id).in_(ids), col(Verification.pii_purged_at).is_(None))
             .values(idcard_name=None, idcard_number=None, pii_purged_at=now)).rowcount
+        # The update's trigger dropped these cases' export lines (they showed masked names).
+        export.refresh_lines(conn, ids)
 
     _paged(engine, Verification, _pii_due(cutoff), batch_size, work)
 

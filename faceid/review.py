@@ -48,7 +48,7 @@ from sqlalchemy import select as sa_select
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session, col, select
 
-from faceid import audit, linking, pii, vocab
+from faceid import audit, export, linking, pii, vocab
 from faceid.actors import Actor
 from faceid.config import Settings
 from faceid.errors import (  # noqa: F401 - the review errors are re-exported from here
@@ -959,6 +959,8 @@ class ReviewService:
             s.add(Decision(verification_id=v.id, biz_id=biz_id, actor=actor.username,
                            outcome=outcome, reason=reason, note=note, decided_at=now,
                            based_on_version=expected_version))
+            s.flush()  # the decision row first: its insert trigger drops the old export line
+            export.refresh_lines(s.connection(), [v.id])
             # The note itself lives in the decision row; the trail records that there is one.
             detail: dict[str, Any] = {
                 "outcome": outcome, "reason": reason, "state": state,

@@ -17,7 +17,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from faceid import audit, summary, vocab
+from faceid import audit, export, summary, vocab
 from faceid.errors import DocumentError
 from faceid.model import GetResult, elide_images, loads_document, parse_document
 from faceid.tables import Inbox, RawResponse, StoredImage, Verification
@@ -160,6 +160,8 @@ def _insert(s: Session, parsed: GetResult, raw_body: str, original: bytes, sourc
                           width=img.width, height=img.height, mime=img.mime, error=img.error,
                           data=img.data))
     s.flush()
+    # Same transaction: the case is never visible without its export line.
+    export.refresh_lines(s.connection(), [v.id])
     return v
 
 

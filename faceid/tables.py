@@ -113,6 +113,23 @@ class StoredImage(SQLModel, table=True):
     purged_at: datetime | None = None
 
 
+class ExportLine(SQLModel, table=True):
+    """One verification's masked CSV export line, rendered when the case was written.
+
+    A cache, never the truth: triggers (``faceid.triggers``) delete the line whenever a column
+    it shows changes or a decision is added, and a line whose ``renderer`` is not the running
+    code's fingerprint is ignored. ``faceid.export`` renders what is missing on the fly.
+    """
+
+    __tablename__ = "export_lines"
+    verification_id: int = Field(foreign_key="verifications.id", primary_key=True,
+                                 sa_column_kwargs={"autoincrement": False})
+    #: Fingerprint of the code that rendered the line (``faceid.export.renderer``).
+    renderer: str = Field(max_length=32)
+    #: The CSV record with its ``\r\n``, masked and formula-neutralised.
+    line: str = Field(sa_column=Column(Text, nullable=False))
+
+
 # --------------------------------------------------------------------------- fetching
 
 

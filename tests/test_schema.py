@@ -91,3 +91,12 @@ def test_audit_chain_detects_tampering(engine: Engine) -> None:
     with Session(engine) as s:
         report = audit.verify_chain(s)
     assert not report.ok and report.first_broken_id == 3 and "altered" in report.describe()
+
+
+def test_migrated_schema_keeps_export_lines_fresh(migrated: Engine, page_success: bytes) -> None:
+    """Revision 0002's triggers, as migrated (not create_all): a changed name drops the line."""
+    _stored(migrated, page_success)
+    with migrated.begin() as conn:
+        assert conn.execute(text("SELECT count(*) FROM export_lines")).scalar_one() == 1
+        conn.execute(text("UPDATE verifications SET idcard_name = 'Mallory'"))
+        assert conn.execute(text("SELECT count(*) FROM export_lines")).scalar_one() == 0
