@@ -46,6 +46,7 @@ bench: venv
 	$(PY) bench/import_rate.py
 	$(PY) bench/queue_query.py
 	$(PY) bench/export_speed.py
+	$(PY) bench/dashboard_memory.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis artifacts
