@@ -13,6 +13,7 @@ import io
 import re
 import string
 from collections.abc import Callable, Iterable
+from datetime import date, timedelta
 from typing import Any
 
 import pandas as pd
@@ -20,6 +21,7 @@ import streamlit as st
 from PIL import Image
 
 import pages
+from faceid import timeutil
 from faceid.actors import Actor
 from faceid.permissions import Permission, PermissionDenied
 
@@ -152,3 +154,33 @@ def _is_review_error(exc: Exception) -> bool:
     from faceid.errors import FaceIDError
 
     return isinstance(exc, FaceIDError)
+
+
+#: Date-range presets, in UTC days (the desk's dates are UTC everywhere): the questions ops
+#: ask first ("why did yesterday's fail?") are one click, any other range is a date picker.
+ALL_DATES, PICK_DATES = "All dates", "Pick dates"
+RANGE_PRESETS: dict[str, tuple[int, int] | None] = {
+    ALL_DATES: None,
+    "Today": (0, 0),
+    "Yesterday": (1, 1),
+    "Last 7 days": (6, 0),
+    "Last 30 days": (29, 0),
+    PICK_DATES: None,
+}
+
+
+def date_range(label: str, key: str, *, help: str | None = None  # noqa: A002 - st's name
+               ) -> tuple[date | None, date | None]:
+    """(first, last) UTC day, inclusive; (None, None) for all dates."""
+    choice = st.segmented_control(label, list(RANGE_PRESETS), default=ALL_DATES,
+                                  key=f"{key}_preset", help=help)
+    if choice == PICK_DATES:
+        picked: Any = st.date_input("From – to (UTC)", value=(), key=key)
+        picked = tuple(picked) if isinstance(picked, tuple | list) else (picked,)
+        start = picked[0] if picked else None
+        return start, (picked[1] if len(picked) > 1 else start)
+    days = RANGE_PRESETS.get(choice or ALL_DATES)
+    if days is None:
+        return None, None
+    today = timeutil.utcnow().date()
+    return today - timedelta(days=days[0]), today - timedelta(days=days[1])

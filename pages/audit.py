@@ -7,7 +7,6 @@ Select a row of the drill-down list to open that case.
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Any
 
 import streamlit as st
@@ -26,32 +25,23 @@ PAGE_SIZE = 25
 ANY = ""
 
 
-def _date_range(key: str) -> tuple[date | None, date | None]:
-    picked: Any = st.date_input("Case date range (UTC)", value=(), key=key,
-                                help="verify_time, or when the desk stored the result if "
-                                "FaceID gave none")
-    picked = tuple(picked) if isinstance(picked, tuple | list) else (picked,)
-    start = picked[0] if picked else None
-    end = picked[1] if len(picked) > 1 else start
-    return start, end
-
-
 def filters(prefix: str, *, with_reason: bool = True) -> InsightFilter:
     """The shared filter bar (the reports page reuses it without the reason)."""
-    cols = st.columns(4 if with_reason else 3)
-    with cols[0]:
-        start, end = _date_range(f"{prefix}_dates")
+    start, end = w.date_range("Cases of (UTC days)", f"{prefix}_dates",
+                              help="By verify_time, or when the desk stored the result if "
+                              "FaceID gave none.")
+    cols = st.columns(3 if with_reason else 2)
     procedures = [ANY, *PROCEDURE_MEANING, NO_PROCEDURE]
-    procedure = cols[1].selectbox(
+    procedure = cols[0].selectbox(
         "Procedure", procedures, key=f"{prefix}_procedure",
         format_func=lambda p: "any" if p == ANY else
         ("no liveness" if p == NO_PROCEDURE else p))
     states = [ANY, *STATES]
-    state = cols[2].selectbox("Review state", states, key=f"{prefix}_state",
+    state = cols[1].selectbox("Review state", states, key=f"{prefix}_state",
                               format_func=lambda s: "any" if s == ANY else s)
     reason = ANY
     if with_reason:
-        reason = cols[3].selectbox("Failure reason", [ANY, *FAILURE_REASONS],
+        reason = cols[2].selectbox("Failure reason", [ANY, *FAILURE_REASONS],
                                    key=f"{prefix}_reason",
                                    format_func=lambda r: "any" if r == ANY
                                    else FAILURE_REASONS[r])

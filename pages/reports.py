@@ -83,14 +83,13 @@ def _export(service: InsightsService, actor: Actor) -> None:
     st.caption("One row per verification, UTF-8 for Excel, formula-safe. Names and ID numbers "
                "are masked. Every export is recorded in the audit trail (filters and row "
                "count).")
-    c = st.columns(4)
-    with c[0]:
-        start, end = _export_dates()
-    status = c[1].text_input("FaceID status", key="export_status", max_chars=64,
+    start, end = w.date_range("Verified on (UTC days)", "export_dates")
+    c = st.columns(3)
+    status = c[0].text_input("FaceID status", key="export_status", max_chars=64,
                              placeholder="any, e.g. OK")
-    liveness = c[2].selectbox("Liveness", [ANY, *LIVENESS_VALUES], key="export_liveness",
+    liveness = c[1].selectbox("Liveness", [ANY, *LIVENESS_VALUES], key="export_liveness",
                               format_func=lambda v: "any" if v == ANY else v)
-    state = c[3].selectbox("Review state", [ANY, *DECISION_STATES], key="export_state",
+    state = c[2].selectbox("Review state", [ANY, *DECISION_STATES], key="export_state",
                            format_func=lambda v: "any" if v == ANY else v)
     reviewer = st.text_input("Latest decision by (username)", key="export_reviewer",
                              max_chars=128, placeholder="anyone")
@@ -111,10 +110,3 @@ def _export(service: InsightsService, actor: Actor) -> None:
         icon=":material/download:")
     with st.expander("Columns in the file"):
         w.table([{"column": name, "meaning": meaning} for name, meaning in EXPORT_COLUMNS])
-
-
-def _export_dates() -> tuple:
-    picked = st.date_input("Verified between (UTC)", value=(), key="export_dates")
-    picked = tuple(picked) if isinstance(picked, tuple | list) else (picked,)
-    start = picked[0] if picked else None
-    return start, (picked[1] if len(picked) > 1 else start)

@@ -97,6 +97,34 @@ def test_audit_filters_narrow_the_list(opened: list[str]) -> None:
     assert total == len(cases)
 
 
+def test_audit_date_presets_answer_why_yesterday_failed(monkeypatch: pytest.MonkeyPatch
+                                                        ) -> None:
+    """"Yesterday" is one click: the UTC day before today (pinned here to 2025-10-02, the
+    day after the hand-made hostile case), and a picker for any other range."""
+    from datetime import UTC, datetime
+
+    from faceid import timeutil
+
+    monkeypatch.setattr(timeutil, "utcnow", lambda: datetime(2025, 10, 2, 8, tzinfo=UTC))
+
+    def in_range(at: AppTest) -> int:
+        return int({m.label: m.value for m in at.metric}["Cases in range"])
+
+    at = _app("audit").run()
+    assert in_range(at) == 29 and not at.date_input  # all dates: no picker shown
+    at.segmented_control(key="audit_dates_preset").set_value("Yesterday").run()
+    _assert_no_hostile_markdown(at)
+    yesterday = in_range(at)
+    assert 1 <= yesterday < 29
+    assert HOSTILE_BIZ_ID in set(at.dataframe[-1].value["biz_id"])
+    at.segmented_control(key="audit_dates_preset").set_value("Today").run()
+    assert in_range(at) == 0
+    at.segmented_control(key="audit_dates_preset").set_value("Pick dates").run()
+    picker = at.date_input(key="audit_dates")
+    picker.set_value((datetime(2025, 10, 1).date(), datetime(2025, 10, 1).date())).run()
+    assert in_range(at) == yesterday
+
+
 def test_audit_row_selection_opens_the_case(opened: list[str]) -> None:
     at = _app("audit", audit_cases={"selection": {"rows": [0], "columns": [], "cells": []}})
     at.run()
