@@ -30,9 +30,9 @@ from faceid.actors import DEMO_ACTORS, Actor, demo_actor
 from faceid.app import Desk, build_desk
 from faceid.config import Settings, load_settings
 from faceid.errors import FaceIDError
-from faceid.users import SessionPolicy, UserService
+from faceid.users import SessionPolicy
 from pages import _widgets as w
-from pages import audit, case, compare, queue, reports
+from pages import audit, case, compare, queue, reports, users
 from pages._widgets import md_escape
 
 TITLE = "FaceID Review Desk"
@@ -40,7 +40,7 @@ TITLE = "FaceID Review Desk"
 #: folder next to the entrypoint as an old-style multipage app until st.navigation first runs
 #: (and AppTest on every run), and would then execute pages/case.py itself for "case".
 URL_PATHS = {"queue": "work-queue", "case": "cases", "audit": "failed-verifications",
-             "compare": "compare-cases", "reports": "metrics"}
+             "compare": "compare-cases", "reports": "metrics", "users": "user-admin"}
 
 
 @st.cache_resource(show_spinner="Opening the desk…")
@@ -53,7 +53,7 @@ def get_desk(database_url: str, base_url: str, demo: bool, _settings: Settings) 
 @st.cache_resource
 def get_gate(database_url: str, _desk: Desk) -> auth.SessionGate:
     # One gate per desk: its login throttle must be shared by every session of the process.
-    return auth.SessionGate(UserService(_desk.engine), SessionPolicy.from_env())
+    return auth.SessionGate(_desk.users, SessionPolicy.from_env())
 
 
 def auth_section() -> Any:
@@ -204,11 +204,14 @@ def navigation(desk: Desk, actor: Actor) -> dict[str, list[Any]]:
                            url_path=URL_PATHS["compare"], icon=":material/compare:"),
         "reports": st.Page(guarded(reports.render, insights), title="Reports",
                            url_path=URL_PATHS["reports"], icon=":material/monitoring:"),
+        "users": st.Page(guarded(users.render, desk.users), title="Users",
+                         url_path=URL_PATHS["users"], icon=":material/group:"),
     }
     allowed = auth.visible_pages(actor)
     pages.register({name: all_pages[name] for name in (pages.QUEUE, pages.CASE, pages.COMPARE)
                     if name in allowed})
-    sections = {"Review": ["queue", "case"], "Insights": ["audit", "compare", "reports"]}
+    sections = {"Review": ["queue", "case"], "Insights": ["audit", "compare", "reports"],
+                "Admin": ["users"]}
     return {title: [all_pages[n] for n in names if n in allowed]
             for title, names in sections.items() if any(n in allowed for n in names)}
 

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from faceid.insights import InsightsService
     from faceid.review import ReviewService
     from faceid.simulator import SimServer
+    from faceid.users import UserService
 
 
 @dataclass
@@ -71,6 +72,12 @@ class Desk:
         from faceid.insights import InsightsService
 
         return InsightsService(self.engine)
+
+    @cached_property
+    def users(self) -> UserService:
+        from faceid.users import UserService
+
+        return UserService(self.engine)
 
     def close(self) -> None:
         while self._closers:

@@ -81,6 +81,8 @@ PAGE_PERMISSIONS: dict[str, Permission] = {
     "compare": Permission.VIEW_CASE,
     # Reviewer statistics, backlog and the CSV export: a bulk view of the desk.
     "reports": Permission.EXPORT,
+    # Accounts and roles: admins only.
+    "users": Permission.MANAGE_USERS,
 }
 
 

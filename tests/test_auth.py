@@ -222,7 +222,7 @@ def test_oidc_expiry_counts_from_the_idp_login_and_needs_a_fresh_login(
     ("reviewer", ["queue", "case", "audit", "compare"]),
     ("senior", ["queue", "case", "audit", "compare", "reports"]),
     ("auditor", ["queue", "case", "audit", "compare", "reports"]),
-    ("admin", ["queue", "case", "audit", "compare", "reports"]),
+    ("admin", ["queue", "case", "audit", "compare", "reports", "users"]),
 ])
 def test_role_based_menus(role: str, pages: list[str]) -> None:
     assert auth.visible_pages(Actor("x", "X", role)) == pages

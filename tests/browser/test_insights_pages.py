@@ -94,6 +94,15 @@ def test_insights_pages_charts_and_compare_from_the_case(page, tmp_path, monkeyp
         expect(sidebar.get_by_text("demo.admin")).to_be_visible()
         expect(nav.get_by_text("Reports")).to_be_visible()  # the admin's menu has it
 
+        # The admin's menu also has the Users page (and only the admin's).
+        nav.get_by_text("Users").click()
+        wait_idle(page)
+        expect(page.get_by_role("heading", name="Users")).to_be_visible()
+        expect(page.get_by_role("heading", name="Add a user")).to_be_visible()
+        screenshot(page, "insights-users", full_page=False)
+        nav.get_by_text("Failed verifications").click()
+        wait_idle(page)
+
         drawn = wait_for_charts(page, 2)  # by reason, by day
         assert len(drawn) >= 2 and all(drawn), drawn
         screenshot(page, "insights-failed-verifications", full_page=False)
