@@ -18,7 +18,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import pytest
@@ -94,6 +94,7 @@ def run_streamlit(
     port: int | None = None,
     *,
     timeout: float = 60.0,
+    args: Sequence[str] = (),
 ) -> Iterator[str]:
     """Run ``streamlit run SCRIPT`` (cwd = repo root) and yield its base URL.
 
@@ -101,6 +102,7 @@ def run_streamlit(
     ``artifacts/streamlit-<script>-<port>.log`` (a file, not a pipe, so a chatty server can never
     block on a full pipe). Fails the test with that log if the server dies or is not healthy within
     ``timeout`` seconds. On exit the whole process group is terminated (then killed).
+    ``args`` are more ``streamlit run`` options (e.g. ``--secrets.files PATH``).
     """
     port = port or free_port()
     script_path = Path(script)
@@ -120,6 +122,7 @@ def run_streamlit(
         "--browser.gatherUsageStats", "false",
         # No file watcher: tests never edit the app, and watching costs CPU and inotify handles.
         "--server.fileWatcherType", "none",
+        *args,
     ]  # fmt: skip
     full_env = {**os.environ, **(env or {})}
     base_url = f"http://127.0.0.1:{port}"
