@@ -36,6 +36,7 @@ import functools
 import hashlib
 import inspect
 import io
+import marshal
 import numbers
 import os
 import re
@@ -340,8 +341,17 @@ def renderer() -> str:
     to either retires every cached line (``fill_lines`` renders them again)."""
     h = hashlib.sha256()
     for module in (sys.modules[__name__], pii):
-        h.update(inspect.getsource(module).encode("utf-8"))
+        h.update(_code_of(module))
     return h.hexdigest()[:32]
+
+
+def _code_of(module: Any) -> bytes:
+    try:
+        return inspect.getsource(module).encode("utf-8")
+    except (OSError, TypeError):
+        # Deployed without sources (.pyc only): the compiled code identifies the release.
+        code = module.__loader__.get_code(module.__name__)
+        return marshal.dumps(code)
 
 
 def render_lines(conn: Connection, ids: Sequence[int]) -> dict[int, str]:

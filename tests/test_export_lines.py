@@ -248,3 +248,22 @@ def test_db_upgrade_and_refresh_export_render_missing_lines(
     assert "export lines rendered: 3" in out and "revision: 0002" in out
     assert _export(eng)[0].decode("utf-8") == EXPECTED_CSV
     eng.dispose()
+
+
+def test_renderer_fingerprint_without_source_files(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A deployment of .pyc files only still gets a stable fingerprint (from the bytecode)."""
+    import inspect
+
+    from_source = export.renderer()
+
+    def no_source(module: Any) -> str:
+        raise OSError("could not get source code")
+
+    monkeypatch.setattr(inspect, "getsource", no_source)
+    export.renderer.cache_clear()
+    try:
+        first = export.renderer()
+        export.renderer.cache_clear()
+        assert export.renderer() == first != from_source
+    finally:
+        export.renderer.cache_clear()
