@@ -504,6 +504,21 @@ def _write(out: IO[bytes], engine: Engine, filters: ExportFilter, unmasked: bool
     return rows + len(batch), rows + len(batch)
 
 
+def count_rows(engine: Engine, filters: ExportFilter | None) -> int:
+    """How many rows an export with these filters would write now (for the page to say so
+    before anyone clicks). One COUNT; joins the latest decision only for a reviewer filter."""
+    f = (filters or ExportFilter()).validate()
+    v = Verification.__table__
+    joined: Any = v
+    latest = None
+    if f.reviewer:
+        latest, on = _latest_decision(v)
+        joined = v.outerjoin(latest, on)
+    stmt = _filtered(select(func.count()).select_from(joined), f, latest)
+    with engine.connect() as conn:
+        return int(conn.execute(stmt).scalar_one())
+
+
 def export_bytes(engine: Engine, filters: ExportFilter | None, actor: Actor, *,
                  unmasked: bool = False) -> bytes:
     """The whole CSV in memory, for a download button (bounded by what one download holds)."""

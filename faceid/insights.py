@@ -593,6 +593,11 @@ class InsightsService:
         self._allow_export(actor)
         return export.export_bytes(self.engine, filters, actor, unmasked=unmasked)
 
+    def export_count(self, filters: export.ExportFilter | None, actor: Actor) -> int:
+        """Rows the export would hold (no audit event: nothing leaves the desk)."""
+        self._allow_export(actor)
+        return export.count_rows(self.engine, filters)
+
     def may_export_unmasked(self, actor: Actor) -> bool:
         """A question, not an operation: whether to offer the unmasked option."""
         return actor.can(Permission.EXPORT_UNMASKED) and export.may_export_unmasked(actor)

@@ -100,6 +100,9 @@ def _export(service: InsightsService, actor: Actor) -> None:
     export_filter = ExportFilter(date_from=start, date_to=end, status=status.strip() or None,
                                  liveness=liveness or None, decision_state=state or None,
                                  reviewer=reviewer.strip() or None)
+    rows = service.export_count(export_filter, actor)
+    st.caption(f"{rows:,} verification(s) match these filters"
+               + (" — nothing to export." if rows == 0 else "."))
     stamp = utcnow().strftime("%Y%m%d-%H%M")
     # Deferred: the callable runs (and is audited) only when the button is clicked.
     st.download_button(
@@ -107,6 +110,6 @@ def _export(service: InsightsService, actor: Actor) -> None:
         data=partial(service.export_bytes, export_filter, actor, unmasked=unmasked),
         file_name=f"verifications-{stamp}{'-UNMASKED' if unmasked else ''}.csv",
         mime="text/csv", key="export_csv", on_click="ignore", type="primary",
-        icon=":material/download:")
+        icon=":material/download:", disabled=rows == 0)
     with st.expander("Columns in the file"):
         w.table([{"column": name, "meaning": meaning} for name, meaning in EXPORT_COLUMNS])

@@ -26,6 +26,7 @@ from faceid.export import (
     ExportError,
     ExportFilter,
     ExportRefused,
+    count_rows,
     export_csv,
     frame_csv,
     neutralise,
@@ -220,6 +221,7 @@ def test_filters(engine: Engine, hash_key: bytes, filters: ExportFilter,
     detail = json.loads(event.detail or "{}")
     assert detail["rows"] == len(expected)
     assert detail["filters"] == filters.describe()
+    assert count_rows(engine, filters) == len(expected)  # what the page announces
 
 
 @pytest.mark.parametrize("bad", [
@@ -229,6 +231,8 @@ def test_filters(engine: Engine, hash_key: bytes, filters: ExportFilter,
 def test_invalid_filters_are_refused(engine: Engine, bad: ExportFilter) -> None:
     with pytest.raises(ExportError):
         _export(engine, bad)
+    with pytest.raises(ExportError):
+        count_rows(engine, bad)
     assert _events(engine, "export") == []
 
 

@@ -195,6 +195,23 @@ def test_reports_page_renders_and_offers_the_export(role: str) -> None:
     assert "idcard_number" in safe  # the documented column list is shown
 
 
+def test_reports_says_how_many_rows_the_export_holds() -> None:
+    at = _app("reports", role="auditor").run()
+    captions = [c.value for c in at.caption]
+    assert "29 verification(s) match these filters." in captions
+    at.selectbox(key="export_liveness").set_value("FAIL").run()
+    (line,) = [c.value for c in at.caption if "match these filters" in c.value]
+    fails = int(line.split()[0])
+    assert 1 <= fails < 29
+    export = next(b for b in at.get("download_button") if b.proto.label == "Export CSV")
+    assert not export.proto.disabled
+    at.text_input(key="export_reviewer").input("nobody-decided-these").run()
+    assert ("0 verification(s) match these filters — nothing to export."
+            in [c.value for c in at.caption])
+    export = next(b for b in at.get("download_button") if b.proto.label == "Export CSV")
+    assert export.proto.disabled
+
+
 def test_reports_unmasked_toggle_changes_the_button() -> None:
     at = _app("reports", role="admin").run()
     at.checkbox(key="export_unmasked").check().run()

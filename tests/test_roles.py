@@ -163,6 +163,7 @@ def insights_ops(engine: Engine, a: Actor,
         ("backlog", P.EXPORT, svc.backlog),
         ("export_csv", P.EXPORT, lambda: svc.export_csv(io.BytesIO(), None, a)),
         ("export_bytes", P.EXPORT, lambda: svc.export_bytes(None, a)),
+        ("export_count", P.EXPORT, lambda: svc.export_count(None, a)),
         ("export_bytes unmasked", P.EXPORT_UNMASKED,
          lambda: svc.export_bytes(None, a, unmasked=True)),
     ]
@@ -261,7 +262,7 @@ def test_every_public_service_method_is_covered() -> None:
     insights = {"failure_summary", "failure_details", "failures_by_day", "failed_cases",
                 "compare", "best_frames", "linked_cases", "case_options", "pass_rate",
                 "decisions_by_reviewer", "decision_latency", "backlog", "export_csv",
-                "export_bytes",
+                "export_bytes", "export_count",
                 # Not operations: the unmasked-offer question and the binding itself.
                 "may_export_unmasked", "for_actor"}
     assert _public(ReviewService) == review
