@@ -1,5 +1,8 @@
 """CSV export and audit-page speed at 100k verifications, against ``sqlite3 -csv``.
 
+With ``--database-url`` (a scratch PostgreSQL: its tables are dropped) the same runs against
+PostgreSQL, and the reference is ``psql``'s ``\\copy (same query) TO file WITH (FORMAT csv)``.
+
 Bulk-inserts ``--n`` (default 100 000) verifications straight into a file SQLite (not through
 ingest: setup speed; about half get one or two decisions, 1% carry a formula-like name), then
 measures, each the best of ``--repeat`` (5) runs, the contestants interleaved:
@@ -54,6 +57,7 @@ from faceid.insights import InsightsService  # noqa: E402
 from faceid.tables import Decision, Verification  # noqa: E402
 
 SQLITE3 = "/usr/bin/sqlite3"
+PSQL = "/usr/bin/psql"
 # The export's rows, raw: same tables, same latest-decision join, same order.
 CLI_SQL = """
 SELECT v.biz_id, v.biz_no, v.status, v.fail_reason, v.procedure_type, v.liveness_result,
@@ -145,6 +149,22 @@ def seed(engine: Any, n: int) -> int:
     return decisions
 
 
+def libpq_url(url: str) -> str:
+    """The SQLAlchemy URL as psql/psycopg take it (no ``+driver``)."""
+    return url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+
+def settle(engine: Any, db: Path) -> None:
+    """Same starting state for every contestant: SQLite's WAL folded back into the file;
+    PostgreSQL's tables vacuumed and analysed (as autovacuum keeps a live table)."""
+    if engine.dialect.name != "postgresql":
+        checkpoint(engine, db)
+        return
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        for table in ("verifications", "decisions", "export_lines"):
+            conn.exec_driver_sql(f"VACUUM ANALYZE {table}")
+
+
 def checkpoint(engine: Any, db: Path) -> None:
     """Fold the WAL back into the main file so every reader starts from the same state (our
     engine wraps every statement in BEGIN IMMEDIATE, where a checkpoint cannot run)."""
@@ -177,17 +197,25 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--keep", type=Path, default=None, help="keep the DB and CSVs here")
+    parser.add_argument("--database-url", default=None,
+                        help="a scratch PostgreSQL URL (its tables are dropped!); the reference "
+                        "is then psql's \\copy ... csv; default: a file SQLite and sqlite3 -csv")
     args = parser.parse_args()
     started_all = time.perf_counter()
     work = Path(tempfile.mkdtemp(prefix="faceid-export-bench-"))
     db = work / "bench.db"
-    engine = make_engine(f"sqlite:///{db}")
+    pg_url = args.database_url
+    engine = make_engine(pg_url or f"sqlite:///{db}")
     try:
+        if pg_url:
+            from sqlmodel import SQLModel
+
+            SQLModel.metadata.drop_all(engine)
         schema.create_all(engine)
         t0 = time.perf_counter()
         decisions = seed(engine, args.n)
         setup_s = time.perf_counter() - t0
-        checkpoint(engine, db)
+        settle(engine, db)
 
         out = work / "export.csv"
         cli_out = work / "sqlite3.csv"
@@ -200,6 +228,12 @@ def main() -> None:
             return run
 
         def run_cli() -> None:
+            if pg_url:
+                one_line = " ".join(CLI_SQL.split())
+                subprocess.run([PSQL, "-X", "-q", libpq_url(pg_url), "-c",
+                                f"\\copy ({one_line}) TO '{cli_out}' WITH (FORMAT csv, HEADER)"],
+                               check=True)
+                return
             with cli_out.open("wb") as fh:
                 subprocess.run([SQLITE3, "-csv", "-header", str(db), CLI_SQL], stdout=fh,
                                check=True)
@@ -208,6 +242,12 @@ def main() -> None:
 
         def python_fetch() -> None:
             nonlocal fetched
+            if pg_url:
+                import psycopg
+
+                with psycopg.connect(libpq_url(pg_url)) as pconn:
+                    fetched = len(pconn.execute(CLI_SQL).fetchall())
+                return
             conn = sqlite3.connect(db)
             try:
                 fetched = len(conn.execute(CLI_SQL).fetchall())
@@ -231,7 +271,7 @@ def main() -> None:
         filled = fill_lines(engine)
         fill_s = time.perf_counter() - t
         assert filled == args.n, filled
-        checkpoint(engine, db)
+        settle(engine, db)
         contest({"cached": exporter("cached"), "cli": run_cli, "fetch": python_fetch,
                  "unmasked": exporter("unmasked", ADMIN, unmasked=True)})
         exporter("cached")()
@@ -273,20 +313,23 @@ def main() -> None:
         maxrss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
         size_mib = out.stat().st_size / 2**20
+        ref = "psql \\copy" if pg_url else "sqlite3 -csv"
+        with engine.connect() as conn:
+            version = (conn.exec_driver_sql("SHOW server_version").scalar() if pg_url
+                       else sqlite3.sqlite_version)
         print(f"date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; machine: {platform.machine()}, "
               f"{os.cpu_count()} cores, Python {platform.python_version()}, "
-              f"SQLite {sqlite3.sqlite_version}")
+              f"{'PostgreSQL' if pg_url else 'SQLite'} {version}")
         print(f"rows: {args.n} verifications, {decisions} decisions; setup {setup_s:.1f} s; "
               f"export file {size_mib:.1f} MiB")
-        print(f"sqlite3 -csv:               {cli_s:6.2f} s  (the reference, 1.00x)")
+        print(f"{ref + ':':<27} {cli_s:6.2f} s  (the reference, 1.00x)")
         for name, label in (("cached", "export_csv, cached lines"),
                             ("uncached", "export_csv, no cached line"),
                             ("unmasked", "export_csv --unmasked")):
             s_ = best_of[name]
-            print(f"{label:<27} {s_:6.2f} s  -> {s_ / cli_s:.2f}x sqlite3 "
+            print(f"{label:<27} {s_:6.2f} s  -> {s_ / cli_s:.2f}x {ref} "
                   f"({args.n / s_:,.0f} rows/s)")
-        print(f"python fetch only:          {fetch_s:6.2f} s  ({fetch_s / cli_s:.2f}x the "
-              "sqlite3 CLI)")
+        print(f"python fetch only:          {fetch_s:6.2f} s  ({fetch_s / cli_s:.2f}x {ref})")
         print(f"fill_lines (all {args.n}):     {fill_s:6.2f} s  "
               f"({fill_s / args.n * 1e6:.1f} us per case)")
         print(f"refresh_lines, one case in its own transaction: {refresh_ms:.2f} ms (median)")
