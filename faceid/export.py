@@ -85,7 +85,7 @@ EXPORT_COLUMNS: tuple[tuple[str, str], ...] = (
     ("idcard_number", "ID number: MASKED (first 3 and last 2 kept) unless an unmasked export"),
     ("decision_state", "Review state: pending, escalated, approved, rejected, reverify"),
     ("decision", "Latest decision's outcome: approve, reject, escalate, reverify; empty if none"),
-    ("decision_reason", "Latest decision's reason code (see faceid.review.REASONS)"),
+    ("decision_reason", "Latest decision's reason code (see faceid.decisions.REASONS)"),
     ("reviewer", "Username of whoever made the latest decision"),
     ("decided_at", "When the latest decision was made (UTC, ISO 8601)"),
     ("verified_at", "When FaceID compared the face (verify_time; UTC, ISO 8601)"),

@@ -1,7 +1,9 @@
-"""The review desk's service: queue, case assembly, claims and decisions.
+"""The review desk's service: queue, case view, claims and decisions.
 
 Pages render what this returns and call nothing else. Results are plain dataclasses, lists of
-dicts and pandas DataFrames (pandas stays in this layer and the pages).
+dicts and pandas DataFrames (pandas stays in this layer and the pages). What a case page shows
+is assembled by ``faceid.case_view``; what may be decided is ``faceid.decisions``; this module
+loads the rows, checks who may do what, and writes.
 
 Concurrency rules:
 - every change to a case (claim, release, decision) is a conditional
@@ -35,9 +37,8 @@ gives only the count and the "another name" verdict.
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -48,13 +49,20 @@ from sqlalchemy import select as sa_select
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session, col, select
 
-from faceid import audit, export, linking, pii, vocab
+from faceid import audit, case_view, export, linking, pii, vocab
 from faceid.actors import Actor
+from faceid.case_view import Allowance, CaseView, frame, round3
 from faceid.config import Settings
+from faceid.decisions import (
+    FINAL_STATES,
+    NOTE_MAX,
+    OUTCOME_STATE,
+    OUTCOMES,
+    validate_decision,
+)
 from faceid.errors import (  # noqa: F401 - the review errors are re-exported from here
     CaseNotFound,
     ClaimConflict,
-    DocumentError,
     FaceIDError,
     InvalidDecision,
     NotAllowed,
@@ -62,63 +70,15 @@ from faceid.errors import (  # noqa: F401 - the review errors are re-exported fr
     ReviewError,
     StaleCase,
 )
-from faceid.model import (
-    Comparison,
-    GetResult,
-    Liveness,
-    OcrFieldQuality,
-    OcrResult,
-    parse_document,
-)
 from faceid.paging import page_count
 from faceid.permissions import Permission, PermissionDenied, may_second_review, require
-from faceid.summary import RISK_FLAGS
 from faceid.tables import AuditEvent, Decision, Note, RawResponse, StoredImage, Verification
 from faceid.timeutil import as_utc, fmt, utcnow
 
 log = logging.getLogger(__name__)
 
-# --------------------------------------------------------------------------- errors
-
-
 # --------------------------------------------------------------------------- vocabularies
 
-#: Outcome -> label shown on the button / selector.
-OUTCOMES: dict[str, str] = {
-    "approve": "Approve",
-    "reject": "Reject",
-    "escalate": "Escalate to a senior reviewer",
-    "reverify": "Ask the user to verify again",
-}
-#: Outcome -> the case state it leaves behind.
-OUTCOME_STATE: dict[str, str] = {
-    "approve": "approved",
-    "reject": "rejected",
-    "escalate": "escalated",
-    "reverify": "reverify",
-}
-STATES: dict[str, str] = {
-    "pending": "Waiting for a first review",
-    "escalated": "Escalated: waiting for a senior reviewer",
-    "approved": "Approved",
-    "rejected": "Rejected",
-    "reverify": "Sent back: the user must verify again",
-}
-#: States that end the review (a reject may first wait for a second review: see
-#: ``Settings.second_review_rejects``).
-FINAL_STATES = frozenset({"approved", "rejected", "reverify"})
-#: Reason catalogue (required, with a note, for reject and escalate).
-REASONS: dict[str, str] = {
-    "face_mismatch": "Face does not match the ID photo / reference",
-    "spoof_suspected": "Spoof or presentation attack suspected",
-    "document_tampered": "ID document looks tampered with or fake",
-    "id_data_mismatch": "ID data (name, number, dates) does not match",
-    "poor_quality": "Images or data too poor to decide",
-    "duplicate_identity": "Identity already used in another case",
-    "other": "Other (explain in the note)",
-}
-NEEDS_REASON = frozenset({"reject", "escalate"})
-NOTE_MAX = 4000
 SEARCH_MAX = 128
 BIZ_ID_MAX = 256
 #: A claim older than this may be taken over by someone else (people go home).
@@ -146,57 +106,6 @@ BAND_OPTIONS: dict[str, str] = {
     "below": "below 1e-3 (high risk)",
     NONE: "no face compare",
 }
-
-COMPARISON_MEANING: dict[str, str] = {
-    "result_faceid": "Liveness face vs reference photo (the overall score)",
-    "result_idcard_photo": "Liveness face vs the face on the ID card photo",
-    "result_idcard_datasource": "Face on the ID card photo vs the reference data photo",
-}
-ID_EXCEPTION_MEANING: dict[str, dict[int, str]] = {
-    "id_attacked": {
-        1: "This ID number has been used in attacks on FaceID before (the holder may not "
-           "be involved: the ID may have been stolen).",
-        0: "No known attacks using this ID number.",
-    },
-    "id_photo_monochrome": {
-        1: "The reference photo is black-and-white, which lowers compare scores.",
-        0: "The reference photo is in colour.",
-    },
-}
-FIELD_LABELS: dict[str, str] = {
-    "name": "Name",
-    "gender": "Gender",
-    "race": "Ethnicity",
-    "birthday": "Birthday",
-    "address": "Address",
-    "id_card_number": "ID number",
-    "issued_by": "Issued by",
-    "valid_date": "Valid dates",
-}
-#: OCR field -> the ocr_*_quality keys that check it (lite 2.0 names them differently).
-_QUALITY_KEYS: dict[str, tuple[str, ...]] = {
-    "name": ("name",),
-    "gender": ("gender",),
-    "race": ("nationality", "race"),
-    "birthday": ("birth_year", "birth_month", "birth_day", "birthday"),
-    "address": ("address",),
-    "id_card_number": ("idcard_number", "id_card_number"),
-    "issued_by": ("issued_by",),
-    "valid_date": ("valid_date_start", "valid_date_end", "valid_date"),
-}
-_SIDE_FIELDS = {
-    "front": ("name", "gender", "race", "birthday", "address", "id_card_number"),
-    "back": ("issued_by", "valid_date"),
-}
-#: Confirmed field (idcard_info) -> (OCR side, OCR field).
-_CONFIRMED = {
-    "idcard_name": ("front", "name", "Name"),
-    "idcard_number": ("front", "id_card_number", "ID number"),
-    "idcard_valid_date": ("back", "valid_date", "Valid dates"),
-    "idcard_issued_by": ("back", "issued_by", "Issued by"),
-}
-LOW_QUALITY = 0.8
-
 
 # --------------------------------------------------------------------------- fetcher seam
 
@@ -248,110 +157,6 @@ class QueuePage:
     @property
     def pages(self) -> int:
         return page_count(self.total, self.page_size)
-
-
-@dataclass(frozen=True, slots=True)
-class ImageView:
-    kind: str
-    label: str
-    #: JPEG bytes, or None when the image is missing, undecodable or purged.
-    data: bytes | None
-    #: "ok", "error" (sent but unusable), "missing" (expected, not returned), "purged".
-    state: str
-    problem: str | None = None
-    width: int | None = None
-    height: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Allowance:
-    """Whether one action is open to this actor on this case now, and if not, why (shown)."""
-
-    allowed: bool
-    why_not: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class LivenessView:
-    result: str | None
-    result_meaning: str
-    procedure_type: str | None
-    procedure_meaning: str
-    still_type: str | None
-    still_meaning: str | None
-    counters: pd.DataFrame
-    signals: pd.DataFrame
-    signals_exceeded: list[str]
-    face_replaced: int | None
-    selfie_inconsistent: str | None
-    selfie_inconsistent_meaning: str | None
-    selfie_metadata: str | None
-    selfie_metadata_meaning: str | None
-
-
-@dataclass(frozen=True)
-class CaseView:
-    """Everything the case page shows, assembled from the store."""
-
-    biz_id: str
-    biz_no: str | None
-    request_id: str | None
-    status: str | None
-    status_meaning: str
-    fail_reason: str | None
-    fail_reason_meaning: str | None
-    verified_at: str
-    stored_at: str
-    source: str
-    time_used: int | None
-    biz_extra_data: str | None
-    #: False for NOT_STARTED/PROCESSING: the page says no result sections exist.
-    has_results: bool
-    decision_state: str
-    state_meaning: str
-    assignee: str | None
-    claimed_at: str | None
-    version: int
-    decided_by: str | None
-    decided_at: str | None
-    risk_flags: list[tuple[str, str]]
-    parse_flags: list[str]
-    images: list[ImageView]
-    idcard_mode: str | None
-    idcard_mode_user: str | None
-    #: "front"/"back" -> OCR table (field, value, quality, logic, check).
-    ocr: dict[str, pd.DataFrame]
-    #: "front"/"back" -> legality table (check, meaning, score).
-    legality: dict[str, pd.DataFrame]
-    confirmed: pd.DataFrame
-    uploads: dict[str, int | None]
-    uneditable_fields: tuple[str, ...]
-    liveness: LivenessView | None
-    comparisons: pd.DataFrame
-    verify_error: str | None
-    verify_error_meaning: str | None
-    id_exceptions: list[dict[str, Any]]
-    multifaces_tag: str | None
-    raw: dict[str, Any] | None
-    decisions: pd.DataFrame
-    notes: pd.DataFrame
-    timeline: pd.DataFrame
-    pii_revealed: bool
-    reveal_until: str | None
-    can_reveal: bool
-    claimed_by_me: bool
-    can_claim: Allowance
-    can_release: Allowance
-    can_decide: Allowance
-    #: The case waits for a second review (escalated, or a first-review reject when
-    #: FACEID_SECOND_REVIEW_REJECTS=1); ``decided_by`` made the decision under review.
-    awaiting_second_review: bool = False
-    #: When the retention purge removed the images / the personal data ("" if never).
-    images_purged_at: str | None = None
-    pii_purged_at: str | None = None
-    #: Other cases with this case's ID number (keyed hash) or biz_no; names in clear only
-    #: while this case's personal data is revealed to the actor.
-    linked: linking.LinkedCases | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -413,10 +218,6 @@ def _short_band(band: str | None) -> str:
     return "below 1e-3" if band == "none" else f"≥ {band}"
 
 
-def _num(v: float | None) -> float | None:
-    return None if v is None else round(float(v), 3)
-
-
 def _clean_biz_id(biz_id: str) -> str:
     biz_id = (biz_id or "").strip()
     if not biz_id:
@@ -430,11 +231,6 @@ def _clean_biz_id(biz_id: str) -> str:
 def _claim_expired(v: Verification, now: datetime) -> bool:
     at = as_utc(v.claimed_at)
     return at is not None and now - at > CLAIM_TIMEOUT
-
-
-def _frame(rows: list[dict[str, Any]], columns: Sequence[str]) -> pd.DataFrame:
-    # An explicit column list keeps an empty table's header (and its column order) stable.
-    return pd.DataFrame(rows, columns=list(columns))
 
 
 def _require(actor: Actor | None, permission: Permission) -> Actor:
@@ -512,7 +308,7 @@ class ReviewService:
                 "procedure": r.procedure_type,
                 "liveness": r.liveness_result,
                 "face compare": _short_band(r.faceid_band),
-                "score": _num(r.faceid_confidence),
+                "score": round3(r.faceid_confidence),
                 "risks": r.risk_count,
                 "risk flags": ", ".join(flags),
                 # Other cases with the same ID number; the verdict only, never the other name.
@@ -527,7 +323,7 @@ class ReviewService:
         cols = ["biz_id", "biz_no", "name", "linked", "status", "procedure", "liveness",
                 "face compare", "score", "risks", "risk flags", "state", "assignee",
                 "verified (UTC)", "age"]
-        return QueuePage(_frame(out, cols), [r["biz_id"] for r in out], total, page, page_size)
+        return QueuePage(frame(out, cols), [r["biz_id"] for r in out], total, page, page_size)
 
     def _conditions(self, f: QueueFilter, actor: Actor) -> list[ColumnElement[bool]]:
         V = Verification
@@ -709,85 +505,9 @@ class ReviewService:
                   events: list[AuditEvent], actor: Actor,
                   reveal_until: datetime | None, second: bool,
                   linked: linking.LinkedCases | None = None) -> CaseView:
-        revealed = reveal_until is not None
-        raw: dict[str, Any] | None = json.loads(raw_row.body) if raw_row else None
-        parsed = _parse_without_images(raw) if raw else None
-        info = parsed.idcard_info if parsed else None
-        live = parsed.liveness if parsed else None
-        verify = parsed.verify if parsed else None
-
-        def m(field: str, value: str | None) -> str | None:
-            return value if revealed else pii.mask_field(field, value)
-
-        now = self._now()
-        claim_p, release_p, decide_p = self._allowances(v, actor, now, second)
-        return CaseView(
-            biz_id=v.biz_id,
-            biz_no=v.biz_no,
-            request_id=v.request_id,
-            status=v.status,
-            status_meaning=vocab.meaning(vocab.STATUS_MEANING, v.status),
-            fail_reason=v.fail_reason,
-            fail_reason_meaning=vocab.meaning(vocab.FAIL_REASON_MEANING, v.fail_reason)
-            if v.fail_reason else None,
-            verified_at=fmt(v.verified_at),
-            stored_at=fmt(v.stored_at),
-            source=v.source,
-            time_used=parsed.time_used if parsed else None,
-            biz_extra_data=parsed.biz_info.biz_extra_data if parsed else None,
-            has_results=v.status not in vocab.STATUSES_WITHOUT_RESULTS,
-            decision_state=v.decision_state,
-            state_meaning=STATES.get(v.decision_state, v.decision_state),
-            assignee=v.assignee,
-            claimed_at=fmt(v.claimed_at) if v.claimed_at else None,
-            version=v.version,
-            decided_by=v.decided_by,
-            decided_at=fmt(v.decided_at) if v.decided_at else None,
-            risk_flags=[(f, RISK_FLAGS.get(f, f)) for f in (v.risk_flags or "").split(",") if f],
-            parse_flags=list(v.parse_flags or []),
-            images=_image_views(parsed, images, v),
-            idcard_mode=info.idcard_mode if info else None,
-            idcard_mode_user=vocab.meaning(vocab.IDCARD_MODE_USER_MEANING,
-                                           info.idcard_mode_user)
-            if info and info.idcard_mode_user else None,
-            ocr=_ocr_tables(parsed, revealed),
-            legality=_legality_tables(parsed),
-            confirmed=_confirmed_table(parsed, m),
-            uploads={side: (getattr(info, f"{side}_side").upload_times
-                            if info and getattr(info, f"{side}_side") else None)
-                     for side in ("front", "back")},
-            uneditable_fields=info.uneditable_fields if info else (),
-            liveness=_liveness_view(live) if live else None,
-            comparisons=_comparison_table(verify.comparisons if verify else ()),
-            verify_error=verify.error_message if verify else None,
-            verify_error_meaning=vocab.meaning(vocab.VERIFY_ERROR_MEANING, verify.error_message)
-            if verify and verify.error_message else None,
-            id_exceptions=_id_exceptions(parsed),
-            multifaces_tag=parsed.multifaces_tag if parsed else None,
-            raw=(raw if revealed else pii.mask_document(raw)) if raw else None,
-            decisions=_frame([{
-                "time (UTC)": fmt(d.decided_at), "actor": d.actor,
-                "outcome": d.outcome, "reason": REASONS.get(d.reason or "", d.reason),
-                "note": d.note, "on version": d.based_on_version,
-            } for d in decisions], ["time (UTC)", "actor", "outcome", "reason", "note",
-                                    "on version"]),
-            notes=_frame([{"time (UTC)": fmt(n.created_at), "actor": n.actor, "note": n.text}
-                          for n in notes], ["time (UTC)", "actor", "note"]),
-            timeline=_frame([{"time (UTC)": fmt(e.at), "actor": e.actor, "action": e.action,
-                              "detail": e.detail} for e in events],
-                            ["time (UTC)", "actor", "action", "detail"]),
-            pii_revealed=revealed,
-            reveal_until=fmt(reveal_until) if reveal_until else None,
-            can_reveal=pii.can_reveal(actor.role),
-            claimed_by_me=v.assignee == actor.username,
-            can_claim=claim_p,
-            can_release=release_p,
-            can_decide=decide_p,
-            awaiting_second_review=second,
-            images_purged_at=fmt(v.images_purged_at) if v.images_purged_at else None,
-            pii_purged_at=fmt(v.pii_purged_at) if v.pii_purged_at else None,
-            linked=linked,
-        )
+        allowances = self._allowances(v, actor, self._now(), second)
+        return case_view.assemble(v, raw_row, images, decisions, notes, events, actor,
+                                  reveal_until, second, allowances, linked)
 
     # ------------------------------------------------------------------ permissions
 
@@ -1062,288 +782,15 @@ class ReviewService:
         return FetchView(biz_id, ok, stored, str(getattr(out, "message", "")))
 
 
-# --------------------------------------------------------------------------- validation
-
-
-def validate_decision(outcome: str, reason: str | None,
-                      note: str | None) -> tuple[str, str | None, str | None]:
-    """Check a decision before any database work; returns it normalised."""
-    if outcome not in OUTCOMES:
-        raise InvalidDecision(f"Unknown outcome {outcome!r}.")
-    reason = (reason or "").strip() or None
-    note = (note or "").strip() or None
-    if reason is not None and reason not in REASONS:
-        raise InvalidDecision(f"Unknown reason {reason!r}: pick one from the list.")
-    if outcome in NEEDS_REASON:
-        if reason is None:
-            raise InvalidDecision(f"{OUTCOMES[outcome]} needs a reason from the list.")
-        if note is None:
-            raise InvalidDecision(f"{OUTCOMES[outcome]} needs a note explaining it.")
-    if note is not None and len(note) > NOTE_MAX:
-        raise InvalidDecision(f"The note is too long (max {NOTE_MAX} characters).")
-    return outcome, reason, note
-
-
-# --------------------------------------------------------------------------- assembly
-
-
-def _parse_without_images(raw: dict[str, Any]) -> GetResult | None:
-    # Images come from the images table (bytes, errors); the stored body has them elided as
-    # "sha256:..", which the parser would only flag as malformed base64.
-    doc = {k: v for k, v in raw.items() if k not in ("images", "multifaces_image")}
-    try:
-        return parse_document(doc)
-    except DocumentError:
-        return None
-
-
-def _expected_images(parsed: GetResult | None) -> list[str]:
-    """Image kinds a reviewer should expect for this case (to mark absent ones as missing)."""
-    if parsed is None or parsed.status in vocab.STATUSES_WITHOUT_RESULTS:
-        return []
-    kinds: list[str] = []
-    live = parsed.liveness
-    if live is not None:
-        kinds += ["face_front", "face_side"] if live.procedure_type == "selfie" else ["best"]
-    info = parsed.idcard_info
-    if info is not None:
-        if info.front_side is not None:
-            kinds.append("idcard_front")
-        if info.back_side is not None:
-            kinds.append("idcard_back")
-    if parsed.multifaces_tag == "1":
-        kinds.append(vocab.MULTIFACES_KIND)
-    return kinds
-
-
-def _image_views(parsed: GetResult | None, rows: list[StoredImage],
-                 v: Verification) -> list[ImageView]:
-    by_kind = {r.kind: r for r in rows}
-    order = [*vocab.IMAGE_KEYS, vocab.MULTIFACES_KIND]
-    kinds = [k for k in order if k in by_kind or k in _expected_images(parsed)]
-    kinds += sorted(k for k in by_kind if k not in order)
-    out = []
-    for kind in kinds:
-        label = vocab.IMAGE_LABELS.get(kind, kind)
-        r = by_kind.get(kind)
-        if r is None:
-            out.append(ImageView(kind, label, None, "missing", "Not returned by FaceID."))
-        elif r.purged_at is not None or (v.images_purged_at and r.data is None):
-            out.append(ImageView(kind, label, None, "purged",
-                                 f"Removed by the retention policy on {fmt(r.purged_at)}."))
-        elif r.data is None or r.error:
-            out.append(ImageView(kind, label, None, "error",
-                                 f"Sent but unusable: {r.error or 'no data'}."))
-        else:
-            out.append(ImageView(kind, label, r.data, "ok", None, r.width, r.height))
-    return out
-
-
-def _quality_for(field: str, quality: dict[str, OcrFieldQuality]) -> list[OcrFieldQuality]:
-    return [quality[k] for k in _QUALITY_KEYS.get(field, (field,)) if k in quality]
-
-
-def _ocr_value(ocr: OcrResult, field: str) -> str | None:
-    if field == "birthday":
-        bd = ocr.birthday
-        if bd is None:
-            return None
-        return bd.iso() or "-".join(p or "?" for p in (bd.year, bd.month, bd.day))
-    return getattr(ocr, field)
-
-
-def _ocr_tables(parsed: GetResult | None, revealed: bool) -> dict[str, pd.DataFrame]:
-    def m(field: str, value: str | None) -> str | None:
-        return value if revealed else pii.mask_field(field, value)
-
-    cols = ["field", "value", "quality", "logic", "check"]
-    info = parsed.idcard_info if parsed else None
-    out: dict[str, pd.DataFrame] = {}
-    if info is None:
-        return out
-    for side in ("front", "back"):
-        card = getattr(info, f"{side}_side")
-        quality = getattr(info, f"ocr_{side}_quality")
-        ocr = card.ocr_result if card else None
-        if ocr is None and not quality:
-            continue
-        rows: list[dict[str, Any]] = []
-        used: set[str] = set()
-        for field in _SIDE_FIELDS[side]:
-            value = _ocr_value(ocr, field) if ocr else None
-            qs = _quality_for(field, quality)
-            used.update(k for k in _QUALITY_KEYS.get(field, (field,)) if k in quality)
-            if value is None and not qs:
-                continue
-            rows.append(_ocr_row(FIELD_LABELS[field], m(field, value), qs))
-        for key, q in quality.items():
-            # Quality checks on fields the OCR block does not carry (FaceID may add some).
-            if key not in used:
-                shown = q.result if revealed else pii.mask_quality_result(key, q.result)
-                rows.append(_ocr_row(key, shown, [q]))
-        out[side] = _frame(rows, cols)
-    return out
-
-
-def _ocr_row(label: str, value: str | None, qs: list[OcrFieldQuality]) -> dict[str, Any]:
-    quals = [q.quality for q in qs if q.quality is not None]
-    logic = [q.logic for q in qs if q.logic is not None]
-    low = any(q.is_low(LOW_QUALITY) for q in qs)
-    check = "no check" if not qs else ("LOW QUALITY" if any(
-        q.quality is not None and q.quality < LOW_QUALITY for q in qs) else "")
-    if any(logic):
-        check = (check + " / " if check and check != "no check" else "") + "LOGIC ERROR"
-    return {"field": label, "value": value, "quality": min(quals) if quals else None,
-            "logic": max(logic) if logic else None,
-            "check": check if (low or not qs) else "ok"}
-
-
-def _legality_tables(parsed: GetResult | None) -> dict[str, pd.DataFrame]:
-    info = parsed.idcard_info if parsed else None
-    out: dict[str, pd.DataFrame] = {}
-    if info is None:
-        return out
-    for side in ("front", "back"):
-        card = getattr(info, f"{side}_side")
-        ocr = card.ocr_result if card else None
-        if ocr is None or not ocr.legality:
-            continue
-        rows = [{"check": key, "meaning": vocab.LEGALITY_MEANING.get(key.strip(),
-                                                                      "not on the FaceID page"),
-                 "score": score} for key, score in ocr.legality.items()]
-        out[side] = _frame(rows, ["check", "meaning", "score"])
-    return out
-
-
-def _norm(value: str | None) -> str:
-    return "".join((value or "").split()).upper()
-
-
-def _confirmed_table(parsed: GetResult | None,
-                     m: Callable[[str, str | None], str | None]) -> pd.DataFrame:
-    cols = ["field", "confirmed", "OCR", "differs", "uneditable"]
-    info = parsed.idcard_info if parsed else None
-    if info is None:
-        return _frame([], cols)
-    rows = []
-    for key, (side, field, label) in _CONFIRMED.items():
-        confirmed = getattr(info, key)
-        card = getattr(info, f"{side}_side")
-        ocr_value = getattr(card.ocr_result, field) if card and card.ocr_result else None
-        if confirmed is None and ocr_value is None:
-            continue
-        # Compared on the clear values; only the display is masked.
-        differs = (confirmed is not None and ocr_value is not None
-                   and _norm(confirmed) != _norm(ocr_value))
-        rows.append({"field": label, "confirmed": m(key, confirmed),
-                     "OCR": m(field, ocr_value), "differs": differs,
-                     "uneditable": key in info.uneditable_fields})
-    return _frame(rows, cols)
-
-
-def _liveness_view(live: Liveness) -> LivenessView:
-    documented = set(vocab.DETAIL_COUNTERS.get(live.counter_set() or "", ()))
-    rows: list[dict[str, Any]] = []
-    for key, count in live.details.items():
-        rows.append({"photo": "—", "counter": key, "count": count,
-                     "meaning": vocab.DETAIL_MEANING.get(key, "not on the FaceID page"),
-                     "documented": key in documented if documented else None})
-    for photo in ("face_front", "face_side"):
-        allowed = set(vocab.DETAIL_COUNTERS[f"selfie:{photo}"])
-        for key, count in getattr(live, photo).items():
-            rows.append({"photo": photo.replace("face_", "selfie "), "counter": key,
-                         "count": count,
-                         "meaning": vocab.DETAIL_MEANING.get(key, "not on the FaceID page"),
-                         "documented": key in allowed})
-    gen = live.genuineness
-    sig_rows = [{"signal": sgl.label, "confidence": sgl.confidence, "threshold": sgl.threshold,
-                 "over threshold": sgl.exceeded} for sgl in (gen.signals if gen else ())]
-    return LivenessView(
-        result=live.result,
-        result_meaning={"PASS": "Liveness passed.", "FAIL": "Liveness FAILED."}.get(
-            live.result or "", vocab.meaning({}, live.result)),
-        procedure_type=live.procedure_type,
-        procedure_meaning=vocab.meaning(vocab.PROCEDURE_MEANING, live.procedure_type),
-        still_type=live.still_type,
-        still_meaning=vocab.meaning(vocab.STILL_TYPE_MEANING, live.still_type)
-        if live.still_type else None,
-        counters=_frame(rows, ["photo", "counter", "count", "meaning", "documented"]),
-        signals=_frame(sig_rows, ["signal", "confidence", "threshold", "over threshold"]),
-        signals_exceeded=[sgl.label for sgl in gen.exceeded()] if gen else [],
-        face_replaced=gen.face_replaced if gen else None,
-        selfie_inconsistent=gen.selfie_inconsistent if gen else None,
-        selfie_inconsistent_meaning=vocab.meaning(vocab.SELFIE_INCONSISTENT_MEANING,
-                                                  gen.selfie_inconsistent)
-        if gen and gen.selfie_inconsistent else None,
-        selfie_metadata=gen.selfie_metadata_inconsistent if gen else None,
-        selfie_metadata_meaning=vocab.meaning(vocab.SELFIE_METADATA_MEANING,
-                                              gen.selfie_metadata_inconsistent)
-        if gen and gen.selfie_metadata_inconsistent else None,
-    )
-
-
-def _comparison_meaning(name: str) -> str:
-    if name.startswith("result_ref") and name[len("result_ref"):].isdigit():
-        return f"Liveness face vs uploaded reference image_ref{name[len('result_ref'):]}"
-    return COMPARISON_MEANING.get(name, "not on the FaceID page")
-
-
-def _risk_level(c: Comparison) -> str:
-    band = c.band()
-    if c.confidence is None:
-        return "no score"
-    if band.strictest_passed:
-        return f"reaches {band.strictest_passed}: " + vocab.THRESHOLD_MEANING.get(
-            band.strictest_passed, "")
-    if band.failed:
-        return "below every threshold: HIGH RISK (false-accept risk above 1 in 1,000)"
-    return "no thresholds"
-
-
-def _comparison_table(comparisons: Iterable[Comparison]) -> pd.DataFrame:
-    rows = []
-    for c in comparisons:
-        row: dict[str, Any] = {"comparison": c.name, "compares": _comparison_meaning(c.name),
-                               "confidence": c.confidence}
-        for key in vocab.THRESHOLD_KEYS:
-            row[key] = c.thresholds.get(key)
-        row["band"] = c.band().describe()
-        row["risk level"] = _risk_level(c)
-        rows.append(row)
-    return _frame(rows, ["comparison", "compares", "confidence", *vocab.THRESHOLD_KEYS, "band",
-                         "risk level"])
-
-
-def _id_exceptions(parsed: GetResult | None) -> list[dict[str, Any]]:
-    verify = parsed.verify if parsed else None
-    if verify is None:
-        return []
-    out = []
-    for key in ("id_attacked", "id_photo_monochrome"):
-        value = getattr(verify, key)
-        if value is None:
-            continue
-        out.append({"exception": key, "value": value,
-                    "meaning": ID_EXCEPTION_MEANING[key].get(value, "not on the FaceID page")})
-    return out
-
-
 __all__ = [
     "BAND_OPTIONS",
     "LIVENESS_OPTIONS",
-    "OUTCOMES",
-    "REASONS",
     "SORTS",
-    "STATES",
     "UNASSIGNED",
     "ActionResult",
-    "Allowance",
     "CaseNotFound",
-    "CaseView",
     "ClaimConflict",
     "FetchView",
-    "ImageView",
-    "InvalidDecision",
     "LookupView",
     "NotAllowed",
     "NotClaimed",
@@ -1352,5 +799,4 @@ __all__ = [
     "ReviewError",
     "ReviewService",
     "StaleCase",
-    "validate_decision",
 ]

@@ -13,9 +13,9 @@ import streamlit as st
 
 import pages
 from faceid.actors import Actor
+from faceid.decisions import STATES
 from faceid.export import frame_csv
 from faceid.insights import FAILURE_REASONS, NO_PROCEDURE, InsightFilter, InsightsService
-from faceid.review import STATES
 from faceid.vocab import PROCEDURE_MEANING
 from pages import _widgets as w
 

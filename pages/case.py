@@ -16,10 +16,12 @@ import streamlit as st
 
 import pages
 from faceid.actors import Actor
+from faceid.case_view import CaseView
+from faceid.decisions import NOTE_MAX, OUTCOMES, REASONS
 from faceid.errors import FaceIDError
 from faceid.linking import COMPARE_MAX, LINKED_MAX, LinkedCases
 from faceid.permissions import Permission
-from faceid.review import NOTE_MAX, OUTCOMES, REASONS, CaseView, ReviewService
+from faceid.review import ReviewService
 from pages import _widgets as w
 
 FLASH = pages.CASE_FLASH

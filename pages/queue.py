@@ -9,12 +9,12 @@ import streamlit as st
 import pages
 from faceid import vocab
 from faceid.actors import Actor
+from faceid.decisions import STATES
 from faceid.permissions import Permission
 from faceid.review import (
     BAND_OPTIONS,
     LIVENESS_OPTIONS,
     SORTS,
-    STATES,
     UNASSIGNED,
     QueueFilter,
     ReviewService,

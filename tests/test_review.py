@@ -17,20 +17,18 @@ from sqlmodel import Session, select
 from faceid import pii, store
 from faceid.actors import DEMO_ACTORS, Actor, demo_actor
 from faceid.config import Settings
-from faceid.errors import APIError, ResultNotFound
+from faceid.decisions import REASONS, validate_decision
+from faceid.errors import APIError, InvalidDecision, ResultNotFound
 from faceid.review import (
     CLAIM_TIMEOUT,
-    REASONS,
     REVEAL_WINDOW,
     UNASSIGNED,
     ClaimConflict,
-    InvalidDecision,
     NotAllowed,
     NotClaimed,
     QueueFilter,
     ReviewService,
     StaleCase,
-    validate_decision,
 )
 from faceid.simulator import generate_batch, generate_result
 from faceid.tables import Decision, Verification
