@@ -366,7 +366,16 @@ def render_lines(conn: Connection, ids: Sequence[int]) -> dict[int, str]:
 
 def refresh_lines(conn: Connection, ids: Sequence[int]) -> int:
     """(Re)render and store these cases' lines. Call it in the transaction that changed them,
-    after the change (the triggers have just deleted the old lines)."""
+    after the change (the triggers have just deleted the old lines).
+
+    The cases' rows are locked first (``FOR SHARE``; SQLite's ``BEGIN IMMEDIATE`` already
+    serialises writers): a refresh running beside a decision on the same case (``db
+    refresh-export`` while reviewers work) then waits for that transaction and renders what it
+    committed. Without the lock PostgreSQL rendered the older state and either replaced the
+    decision's fresh line with it or failed on the line's primary key."""
+    v = Verification.__table__
+    conn.execute(select(v.c.id).where(v.c.id.in_(list(ids))).order_by(v.c.id)
+                 .with_for_update(read=True))
     lines = render_lines(conn, ids)
     el = ExportLine.__table__
     conn.execute(delete(el).where(el.c.verification_id.in_(list(ids))))

@@ -356,8 +356,12 @@ def _paged(engine: Engine, table: Any, where: Any, batch_size: int,
     last = 0
     while True:
         with engine.begin() as conn:
+            # Locked up front, in id order (PostgreSQL; SQLite serialises writers anyway): the
+            # UPDATEs below would otherwise lock rows in scan order, and could deadlock with
+            # another writer locking in id order (export.refresh_lines).
             ids = list(conn.execute(select(table.id).where(where, table.id > last)
-                                    .order_by(table.id).limit(batch_size)).scalars())
+                                    .order_by(table.id).limit(batch_size)
+                                    .with_for_update()).scalars())
             if not ids:
                 return
             work(conn, ids)

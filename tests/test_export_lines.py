@@ -267,3 +267,49 @@ def test_renderer_fingerprint_without_source_files(monkeypatch: pytest.MonkeyPat
         assert export.renderer() == first != from_source
     finally:
         export.renderer.cache_clear()
+
+
+# --------------------------------------------------------------------------- concurrency
+
+
+def test_a_line_rendered_beside_a_decision_is_never_stale(mt_engine: Engine,
+                                                         hash_key: bytes) -> None:
+    """``db refresh-export`` (or any refresh) running while a reviewer decides the same case:
+    the refresh must wait for the decision's transaction, then render the decided state. On
+    PostgreSQL, without a lock it rendered the old state and either overwrote the decision's
+    fresh line with it or failed on the line's primary key; SQLite's BEGIN IMMEDIATE
+    serialises the two anyway."""
+    import threading
+
+    vid = _ingest(mt_engine, SMALL_SET[0], hash_key)
+    with mt_engine.begin() as conn:
+        conn.execute(text("DELETE FROM export_lines"))  # as after a bulk load
+    errors: list[BaseException] = []
+    done = threading.Event()
+
+    def refresh() -> None:
+        try:
+            with mt_engine.begin() as conn:
+                export.refresh_lines(conn, [vid])
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            done.set()
+
+    with mt_engine.begin() as decider:  # the reviewer's transaction, as decide() runs it
+        decider.execute(text("UPDATE verifications SET decision_state = 'approved', "
+                             "version = version + 1 WHERE id = :v"), {"v": vid})
+        decider.execute(text(
+            "INSERT INTO decisions (verification_id, biz_id, actor, outcome, decided_at, "
+            "based_on_version) SELECT id, biz_id, 'rita', 'approve', stored_at, 1 "
+            "FROM verifications WHERE id = :v"), {"v": vid})
+        worker = threading.Thread(target=refresh)
+        worker.start()
+        assert not done.wait(0.5), "the refresh did not wait for the decision"
+        export.refresh_lines(decider, [vid])
+    worker.join(30)
+    assert not errors, errors
+    line = _lines(mt_engine)[vid]
+    assert ",approved,approve,,rita," in line, line
+    data, report = _export(mt_engine)
+    assert report.rendered == 0 and data == _from_scratch(mt_engine)
