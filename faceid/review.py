@@ -49,7 +49,7 @@ from sqlalchemy import select as sa_select
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session, col, select
 
-from faceid import audit, case_view, export, linking, pii, vocab
+from faceid import audit, case_view, export, linking, pii, search, vocab
 from faceid.actors import Actor
 from faceid.case_view import Allowance, CaseView, frame, round3
 from faceid.config import Settings
@@ -79,7 +79,6 @@ log = logging.getLogger(__name__)
 
 # --------------------------------------------------------------------------- vocabularies
 
-SEARCH_MAX = 128
 BIZ_ID_MAX = 256
 #: A claim older than this may be taken over by someone else (people go home).
 CLAIM_TIMEOUT = timedelta(hours=8)
@@ -189,12 +188,6 @@ class FetchView:
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _like(term: str) -> str:
-    """A LIKE pattern matching ``term`` literally (``%``/``_`` escaped with ``\\``)."""
-    esc = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{esc}%"
 
 
 def _case_time() -> ColumnElement[datetime]:
@@ -353,7 +346,7 @@ class ReviewService:
         if f.risk_flags:
             # risk_flags is "a,b,c": wrap in commas so one flag never matches inside another.
             wrapped = literal(",") + V.risk_flags + literal(",")
-            conds.append(or_(*(wrapped.like(_like("," + flag + ","), escape="\\")
+            conds.append(or_(*(wrapped.like(search.like_pattern("," + flag + ","), escape="\\")
                                for flag in f.risk_flags)))
         if f.decision_states:
             conds.append(col(V.decision_state).in_(f.decision_states))
@@ -361,16 +354,14 @@ class ReviewService:
             conds.append(col(V.assignee).is_(None))
         elif f.assignee:
             conds.append(V.assignee == f.assignee)
-        term = (f.search or "").strip()[:SEARCH_MAX]
+        term = search.clean(f.search)
         if term:
-            pattern = _like(term)
-            opts = [col(V.biz_id).ilike(pattern, escape="\\"),
-                    col(V.biz_no).ilike(pattern, escape="\\")]
+            columns: list[Any] = [col(V.biz_id), col(V.biz_no)]
             # Searching names would be an oracle for the masked names to anyone who may not
             # reveal them, so it is only offered to those who may.
             if pii.can_reveal(actor.role):
-                opts.append(col(V.idcard_name).ilike(pattern, escape="\\"))
-            conds.append(or_(*opts))
+                columns.append(col(V.idcard_name))
+            conds.append(search.matches(term, *columns, dialect=self.engine.dialect.name))
         now = self._now()
         if f.min_age_hours is not None:
             conds.append(_case_time() <= now - timedelta(hours=float(f.min_age_hours)))

@@ -358,18 +358,34 @@ def test_case_options_newest_first_and_paged(engine: Engine, hash_key: bytes) ->
 @pytest.mark.parametrize(("search", "expected"), [
     ("1758", ["1758000002,b", "1758000001,a"]),  # biz_id prefix
     ("1758000001,a", ["1758000001,a"]),
-    ("order-3", ["x%_,d"]),  # biz_no prefix
+    ("order-3", ["x%_,d"]),  # biz_no
+    ("ORDER-3", ["x%_,d"]),  # any letter case
+    (",A", ["1758000001,a"]),
     ("x%_", ["x%_,d"]),  # LIKE wildcards are literal
-    ("%", []),
-    ("_", []),
-    ("758", []),  # a prefix, not a substring
+    ("%", ["x%_,d"]),
+    ("_", ["x%_,d"]),
+    ("758000", ["1758000002,b", "1758000001,a"]),  # anywhere, not only at the start
     ("  1759  ", ["1759000003,c"]),
+    ("nothing like it", []),
 ])
-def test_case_options_search_by_prefix(engine: Engine, hash_key: bytes, search: str,
-                                       expected: list[str]) -> None:
+def test_case_options_search_anywhere_any_case(engine: Engine, hash_key: bytes, search: str,
+                                               expected: list[str]) -> None:
+    """The picker finds what the queue's search finds (faceid.search)."""
     _options_seed(engine, hash_key)
     opts = InsightsService(engine).case_options(search)
     assert (opts.biz_ids, opts.total) == (expected, len(expected))
+
+
+def test_case_options_search_pages_and_clamps(engine: Engine, hash_key: bytes) -> None:
+    _options_seed(engine, hash_key)
+    svc = InsightsService(engine)
+    first, second = svc.case_options("1758", page_size=1), svc.case_options("1758", 2, 1)
+    assert (first.total, first.pages, first.biz_ids) == (2, 2, ["1758000002,b"])
+    assert (second.page, second.biz_ids) == (2, ["1758000001,a"])
+    beyond = svc.case_options("1758", 9, 1)  # clamped to the last page
+    assert (beyond.page, beyond.total, beyond.biz_ids) == (2, 2, ["1758000001,a"])
+    none = svc.case_options("absent", 3, 1)
+    assert (none.total, none.page, none.biz_ids) == (0, 1, [])
 
 
 def test_case_options_keep_what_is_picked(engine: Engine, hash_key: bytes) -> None:
