@@ -4,7 +4,7 @@ same biz_no), flagging an ID number that appears under another name.
 Three ways to choose the cases:
 
 - **Pick cases**: a multiselect whose options are one page of stored cases, newest first, or the
-  cases whose biz_id / biz_no starts with what is typed in the search box (searched and paged by
+  cases whose biz_id / biz_no contains what is typed in the search box (searched and paged by
   the service, never loaded whole); what is already picked always stays among the options;
 - **All attempts of one person**: choose one case, get it and its most recent linked cases (same
   ID-number hash or same biz_no), four in all, with a note when the person has more;
@@ -143,7 +143,7 @@ def _picked(service: InsightsService) -> list[str]:
     if PICK_KEY not in ss and ss.get(CURRENT_KEY):
         ss[PICK_KEY] = list(ss[CURRENT_KEY])[:COMPARE_MAX]
     picked = list(ss.get(PICK_KEY) or [])
-    opts = _options(service, picked, "Find cases: biz_id or biz_no starts with")
+    opts = _options(service, picked, "Find cases: part of a biz_id or biz_no (any case)")
     chosen = st.multiselect(
         f"Cases to compare ({COMPARE_MIN} to {COMPARE_MAX})", opts.biz_ids,
         format_func=lambda b: opts.labels.get(b, b), key=PICK_KEY,
@@ -155,7 +155,7 @@ def _picked(service: InsightsService) -> list[str]:
 def _person(service: InsightsService) -> list[str] | None:
     current = st.session_state.get(PERSON_KEY)
     opts = _options(service, [current] if current else [],
-                    "Find one attempt: biz_id or biz_no starts with")
+                    "Find one attempt: part of a biz_id or biz_no (any case)")
     biz_id = st.selectbox("One attempt of the person", opts.biz_ids, index=None,
                           format_func=lambda b: opts.labels.get(b, b), key=PERSON_KEY,
                           placeholder="Choose a case")
