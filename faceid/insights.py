@@ -53,7 +53,7 @@ from faceid.model import GetResult, parse_document
 from faceid.paging import page_count
 from faceid.permissions import Permission, PermissionDenied, require
 from faceid.summary import RISK_FLAGS
-from faceid.tables import Decision, RawResponse, StoredImage, Verification
+from faceid.tables import Decision, RawResponse, StoredImage, Verification, case_time
 from faceid.timeutil import fmt, utcnow
 
 V = Verification.__table__.c
@@ -196,10 +196,6 @@ class CaseOptions:
 # --------------------------------------------------------------------------- SQL helpers
 
 
-def _case_time() -> ColumnElement[datetime]:
-    return func.coalesce(V.verified_at, V.stored_at)
-
-
 def _day(column: Any, dialect: str) -> ColumnElement[str]:
     """UTC calendar day as 'YYYY-MM-DD' (a string on both databases)."""
     if dialect == "postgresql":
@@ -282,7 +278,7 @@ class InsightsService:
                reason: bool = True) -> list[ColumnElement[bool]]:
         f = (f or InsightFilter()).validate()
         conds: list[ColumnElement[bool]] = []
-        when = _case_time()
+        when = case_time()
         if f.date_from:
             conds.append(when >= _day_start(f.date_from))
         if f.date_to:
@@ -341,7 +337,7 @@ class InsightsService:
     def failures_by_day(self, f: InsightFilter | None = None) -> pd.DataFrame:
         """Per UTC day: cases, failed, and each reason's count (day as a datetime)."""
         self._allow(Permission.VIEW_CASE)
-        day = _day(_case_time(), self._dialect).label("day")
+        day = _day(case_time(), self._dialect).label("day")
         stmt = (select(day, func.count(), _count_if(FAILED),
                        *(_count_if(c) for c in REASON_SQL.values()))
                 .where(*self._where(f)).group_by(day).order_by(day))
@@ -361,10 +357,10 @@ class InsightsService:
                                      .where(*conds)).scalar_one())
             page = max(1, min(int(page), page_count(total, page_size)))
             rows = conn.execute(
-                select(V.biz_id, _case_time().label("at"), V.status, V.fail_reason,
+                select(V.biz_id, case_time().label("at"), V.status, V.fail_reason,
                        V.procedure_type, V.liveness_result, V.faceid_band, V.verify_error,
                        V.risk_flags, V.decision_state)
-                .where(*conds).order_by(_case_time().desc(), V.id.desc())
+                .where(*conds).order_by(case_time().desc(), V.id.desc())
                 .limit(page_size).offset((page - 1) * page_size)).all()
         cols = ["biz_id", "case time (UTC)", "status", "fail reason", "procedure",
                 "liveness", "face-compare band", "verify error", "failure reasons",
@@ -382,7 +378,7 @@ class InsightsService:
     def pass_rate(self, f: InsightFilter | None = None) -> pd.DataFrame:
         """Per UTC day and procedure: cases, passed, pass_rate (0..1). Long form."""
         self._allow(Permission.EXPORT)
-        day = _day(_case_time(), self._dialect).label("day")
+        day = _day(case_time(), self._dialect).label("day")
         proc = func.coalesce(V.procedure_type, NO_PROCEDURE).label("procedure_type")
         # passed = cases - failed, not a count of NOT failed: with NULL columns (no liveness, no
         # compare) NOT (... OR NULL) is NULL, and such a case would count as neither.
@@ -417,7 +413,7 @@ class InsightsService:
         self._allow(Permission.EXPORT)
         first = (select(D.verification_id.label("vid"), func.min(D.decided_at).label("first"))
                  .group_by(D.verification_id).subquery("first_decision"))
-        delta = _seconds_between(first.c.first, _case_time(), self._dialect).label("s")
+        delta = _seconds_between(first.c.first, case_time(), self._dialect).label("s")
         base = (select(delta).select_from(Verification.__table__.join(
             first, first.c.vid == V.id)).where(*self._where(f)))
         with self.engine.connect() as conn:
@@ -534,7 +530,7 @@ class InsightsService:
         if term:
             conds.append(search_rule.matches(term, V.biz_id, V.biz_no, dialect=self._dialect))
         keep = list(dict.fromkeys(k for k in keep if k))[:PAGE_SIZE_MAX]
-        cols = (V.biz_id, _case_time().label("at"), V.status)
+        cols = (V.biz_id, case_time().label("at"), V.status)
         newest = (V.stored_at.desc(), V.id.desc())
         with self.engine.connect() as conn:
             if term:

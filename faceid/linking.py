@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import pandas as pd
@@ -25,7 +24,7 @@ from sqlalchemy.sql.selectable import ScalarSelect
 from sqlmodel import Session
 
 from faceid import pii
-from faceid.tables import Verification
+from faceid.tables import Verification, case_time
 from faceid.timeutil import fmt
 
 V = Verification.__table__.c
@@ -46,10 +45,6 @@ def differs(mine: str | None, other: str | None) -> bool:
     """Another name: both known (a purged or missing name proves nothing) and not equal."""
     a, b = norm_name(mine), norm_name(other)
     return bool(a) and bool(b) and a != b
-
-
-def _case_time() -> ColumnElement[datetime]:
-    return func.coalesce(V.verified_at, V.stored_at)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,10 +90,10 @@ def find_linked(conn: Connection | Session, *, me_id: int, biz_id: str, name: st
     rows: Sequence[Any] = []
     if id_hash or biz_no:
         rows = conn.execute(
-            select(V.biz_id, _case_time().label("at"), V.status, V.liveness_result,
+            select(V.biz_id, case_time().label("at"), V.status, V.liveness_result,
                    V.decision_state, V.idcard_name, V.id_number_hash, V.biz_no)
             .where(or_(same_id, same_no), V.id != me_id)
-            .order_by(_case_time().desc(), V.id.desc()).limit(limit + 1)).all()
+            .order_by(case_time().desc(), V.id.desc()).limit(limit + 1)).all()
     truncated = len(rows) > limit
     rows = rows[:limit]
     name_col = NAME_COLUMN if reveal else NAME_COLUMN_MASKED

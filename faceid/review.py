@@ -72,7 +72,15 @@ from faceid.errors import (  # noqa: F401 - the review errors are re-exported fr
 )
 from faceid.paging import page_count
 from faceid.permissions import Permission, PermissionDenied, may_second_review, require
-from faceid.tables import AuditEvent, Decision, Note, RawResponse, StoredImage, Verification
+from faceid.tables import (
+    AuditEvent,
+    Decision,
+    Note,
+    RawResponse,
+    StoredImage,
+    Verification,
+    case_time,
+)
 from faceid.timeutil import as_utc, fmt, utcnow
 
 log = logging.getLogger(__name__)
@@ -190,12 +198,6 @@ class FetchView:
 # --------------------------------------------------------------------------- helpers
 
 
-def _case_time() -> ColumnElement[datetime]:
-    # When the verification happened; a result stored without verify_time falls back to when
-    # we stored it, so every row has an age.
-    return func.coalesce(Verification.verified_at, Verification.stored_at)
-
-
 def _age(delta: timedelta) -> str:
     hours = int(delta.total_seconds() // 3600)
     if hours < 1:
@@ -277,7 +279,7 @@ class ReviewService:
             page_q = (sa_select(V.id, V.id_number_hash, V.biz_id, V.biz_no, V.idcard_name,
                                 V.status, V.procedure_type, V.liveness_result, V.faceid_band,
                                 V.faceid_confidence, V.risk_flags, V.risk_count,
-                                V.decision_state, V.assignee, _case_time().label("case_time"))
+                                V.decision_state, V.assignee, case_time().label("case_time"))
                       .where(*conds).order_by(*self._order_by(sort))
                       .limit(page_size).offset((page - 1) * page_size)).subquery("queue_page")
             p = page_q.c
@@ -364,9 +366,9 @@ class ReviewService:
             conds.append(search.matches(term, *columns, dialect=self.engine.dialect.name))
         now = self._now()
         if f.min_age_hours is not None:
-            conds.append(_case_time() <= now - timedelta(hours=float(f.min_age_hours)))
+            conds.append(case_time() <= now - timedelta(hours=float(f.min_age_hours)))
         if f.max_age_hours is not None:
-            conds.append(_case_time() >= now - timedelta(hours=float(f.max_age_hours)))
+            conds.append(case_time() >= now - timedelta(hours=float(f.max_age_hours)))
         if f.linked_only:
             conds.append(linking.linked_only())
         return conds
@@ -377,7 +379,7 @@ class ReviewService:
         (``page``: the same order again, re-applied outside the subquery)."""
         V = Verification.__table__.c
         c = V if page is None else page
-        t = _case_time() if page is None else page.case_time
+        t = case_time() if page is None else page.case_time
         # Every order ends on the primary key so paging is stable across equal values.
         orders: dict[str, list[Any]] = {
             "oldest": [t.asc(), c.id.asc()],
@@ -436,7 +438,7 @@ class ReviewService:
         with Session(self.engine) as s:
             for conds in ordered:
                 biz_id = s.exec(select(V.biz_id).where(*conds, free)
-                                .order_by(_case_time().asc(), col(V.id).asc())
+                                .order_by(case_time().asc(), col(V.id).asc())
                                 .limit(1)).first()
                 if biz_id is not None:
                     return biz_id
