@@ -15,12 +15,8 @@ rules live in one place:
   any personal data). An unmasked export also appends ``export_unmasked_start`` and commits it
   *before* the first row is read, so personal data can never leave without a trace even if the
   process dies half way.
-- **No spreadsheet formulas** (OWASP ASVS 1.2.10): a text cell whose first character is one of
-  ``= + - @``, tab, CR, LF or NUL gets a leading ``'``. Some importers trim leading blanks
-  (e.g. LibreOffice's "Trim spaces" CSV option), turning ``"  =1+1"`` into ``"=1+1"``: the
-  check also looks past leading whitespace and invisible format characters.
-- **Excel-friendly bytes**: UTF-8 with a BOM (Excel otherwise guesses a legacy code page and
-  garbles Chinese), ``csv`` module with ``QUOTE_MINIMAL`` (biz_ids contain commas) and ``\\r\\n``.
+- **Spreadsheet-safe cells and bytes** (``faceid.csvsafe``): no cell starts a formula, UTF-8
+  with a BOM, the csv module's quoting (biz_ids contain commas), ``\\r\\n``.
 - **Lines rendered once.** A masked export concatenates each case's line, rendered when the
   case was last written (see "the line cache" below); unmasked exports render every row.
 - **Streams.** Rows are read in keyset pages (``id > last ORDER BY id LIMIT n``), each page in
@@ -31,17 +27,14 @@ rules live in one place:
 
 from __future__ import annotations
 
-import csv
 import functools
 import hashlib
 import inspect
 import io
 import marshal
-import numbers
 import os
-import re
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
@@ -62,8 +55,9 @@ from sqlalchemy import (
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session
 
-from faceid import audit, pii
+from faceid import audit, csvsafe, pii
 from faceid.actors import Actor
+from faceid.csvsafe import BOM, Records, neutralise_row
 from faceid.errors import ExportError, ExportRefused, PermissionDenied  # noqa: F401
 from faceid.permissions import Permission, allowed
 from faceid.tables import Decision, ExportLine, Verification
@@ -98,15 +92,6 @@ DECISION_STATES = ("pending", "escalated", "approved", "rejected", "reverify")
 LIVENESS_VALUES = ("PASS", "FAIL")
 DATE_FIELDS = ("verified_at", "stored_at")
 PAGE_SIZE = 5000  # rows per keyset page: ~5 MB of strings, ~40 ms of writer lock on SQLite
-BOM = "\ufeff".encode()
-
-# Characters that make a spreadsheet treat a cell as a formula (OWASP ASVS 1.2.10), plus their
-# full-width forms: harmless to prefix (no name or id starts with them) and typed by CJK IMEs.
-_FORMULA_START = frozenset("=+-@\t\r\n\0＝＋－＠")
-# Invisible format characters an importer may drop before looking at the first character.
-_INVISIBLE = "\u200b\u200c\u200d\u2060\ufeff"
-
-
 @dataclass(frozen=True, slots=True)
 class ExportFilter:
     """Which verifications to export. Every field is optional; dates are whole UTC days."""
@@ -157,20 +142,6 @@ def may_export_unmasked(actor: Actor) -> bool:
     # Both conditions: a role granted export_unmasked by mistake still cannot export what it
     # may not even reveal on one case.
     return allowed(actor.role, Permission.EXPORT_UNMASKED) and pii.can_reveal(actor.role)
-
-
-def neutralise(cell: str) -> str:
-    """Prefix ``'`` to a cell a spreadsheet would read as a formula (ASVS 1.2.10)."""
-    if not cell:
-        return cell
-    first = cell[0]
-    if first in _FORMULA_START:
-        return "'" + cell
-    if first.isspace() or first in _INVISIBLE:
-        rest = cell.lstrip().lstrip(_INVISIBLE).lstrip()
-        if rest[:1] in _FORMULA_START:
-            return "'" + cell
-    return cell
 
 
 # --------------------------------------------------------------------------- query
@@ -275,15 +246,6 @@ def _pages(engine: Engine, f: ExportFilter, page_size: int) -> Iterator[Sequence
 _CONFIDENCE = COLUMN_NAMES.index("faceid_confidence")
 _NAME = COLUMN_NAMES.index("idcard_name")
 _NUMBER = COLUMN_NAMES.index("idcard_number")
-_SEP = "\x01"  # not whitespace (\x1c-\x1f are, for str.isspace and \\s)
-# A cell start (each cell follows a separator: the row is joined with one in front) that *might*
-# need the prefix: formula characters, any whitespace, invisible characters. Almost no row
-# matches, so one regex over the joined row replaces twenty function calls; a match (even a
-# false one, e.g. a separator inside a cell) falls back to the exact per-cell ``neutralise``.
-_MAYBE_FORMULA = re.compile(
-    r"\x01[\s\x00=+\-@\uff1d\uff0b\uff0d\uff20\u200b\u200c\u200d\u2060\ufeff]")
-
-
 def _cells(r: Sequence[Any], unmasked: bool) -> list[str]:
     """One ``_row_query`` row as exported cells: masked, the number as text, neutralised."""
     row = list(r[1:])
@@ -293,9 +255,7 @@ def _cells(r: Sequence[Any], unmasked: bool) -> list[str]:
     conf = row[_CONFIDENCE]
     # A number cannot carry a formula and must stay a number (no prefix on "-1.5").
     row[_CONFIDENCE] = "" if conf is None else str(conf)
-    if _MAYBE_FORMULA.search(_SEP + _SEP.join(row)):
-        row = [x if i == _CONFIDENCE else neutralise(x) for i, x in enumerate(row)]
-    return row
+    return neutralise_row(row, number_at=_CONFIDENCE)
 
 
 def iter_rows(engine: Engine, filters: ExportFilter, *, unmasked: bool = False,
@@ -305,24 +265,6 @@ def iter_rows(engine: Engine, filters: ExportFilter, *, unmasked: bool = False,
     for page in _pages(engine, filters, page_size):
         for r in page:
             yield _cells(r, unmasked)
-
-
-class _Records:
-    """The csv module writing into a reused buffer: rows in, CSV text out (library quoting,
-    ``QUOTE_MINIMAL`` because biz_ids contain commas; ``\\r\\n`` line ends)."""
-
-    def __init__(self) -> None:
-        self._buf = io.StringIO(newline="")  # newline="": the csv module owns line ends
-        self._writer = csv.writer(self._buf, quoting=csv.QUOTE_MINIMAL, lineterminator="\r\n")
-
-    def text(self, rows: Iterable[Sequence[str]]) -> str:
-        self._buf.seek(0)
-        self._buf.truncate()
-        self._writer.writerows(rows)
-        return self._buf.getvalue()
-
-    def line(self, row: Sequence[str]) -> str:
-        return self.text((row,))
 
 
 # --------------------------------------------------------------------------- the line cache
@@ -337,10 +279,11 @@ class _Records:
 
 @functools.cache
 def renderer() -> str:
-    """Fingerprint of the code that renders lines: this module and the masks it uses. Any edit
-    to either retires every cached line (``fill_lines`` renders them again)."""
+    """Fingerprint of the code that renders lines: this module, the cell rules and the masks
+    it uses. Any edit to one of them retires every cached line (``fill_lines`` renders them
+    again)."""
     h = hashlib.sha256()
-    for module in (sys.modules[__name__], pii):
+    for module in (sys.modules[__name__], csvsafe, pii):
         h.update(_code_of(module))
     return h.hexdigest()[:32]
 
@@ -359,7 +302,7 @@ def render_lines(conn: Connection, ids: Sequence[int]) -> dict[int, str]:
     if not ids:
         return {}
     stmt, _ = _row_query(conn.dialect.name)
-    records = _Records()
+    records = Records()
     rows = conn.execute(stmt.where(Verification.__table__.c.id.in_(ids)))
     return {r[0]: records.line(_cells(r, False)) for r in rows}
 
@@ -495,7 +438,7 @@ def _write(out: IO[bytes], engine: Engine, filters: ExportFilter, unmasked: bool
            page_size: int) -> tuple[int, int]:
     """Header, then the rows: from cached lines when masked, rendered here when unmasked.
     Returns (rows, lines rendered on the fly)."""
-    records = _Records()
+    records = Records()
     out.write(BOM + records.line(COLUMN_NAMES).encode("utf-8"))
     if not unmasked:
         return _write_lines(out, engine, filters, page_size)
@@ -534,29 +477,3 @@ def export_bytes(engine: Engine, filters: ExportFilter | None, actor: Actor, *,
     buf = io.BytesIO()
     export_csv(engine, buf, filters, actor, unmasked=unmasked)
     return buf.getvalue()
-
-
-def frame_csv(frame: Any) -> bytes:
-    """A small table (the numbers behind a chart, a comparison) as CSV with the same rules:
-    BOM, ``\r\n``, formula-neutralised text. Group labels such as a verify_error value come
-    from FaceID and may be hostile too. ``frame`` is a pandas DataFrame (kept out of this
-    module's imports: the export path itself never builds one)."""
-    buf = io.StringIO(newline="")
-    writer = csv.writer(buf, quoting=csv.QUOTE_MINIMAL, lineterminator="\r\n")
-    writer.writerow([neutralise(str(c)) for c in frame.columns])
-    for row in frame.itertuples(index=False, name=None):
-        writer.writerow([_small_cell(x) for x in row])
-    return BOM + buf.getvalue().encode("utf-8")
-
-
-def _small_cell(value: Any) -> str:
-    if value is None or (isinstance(value, float) and value != value):  # None / NaN
-        return ""
-    if isinstance(value, numbers.Number):
-        return str(value)  # numbers cannot carry a formula and must stay numbers
-    if isinstance(value, datetime):  # includes pandas.Timestamp
-        if value.tzinfo is None and value.time() == time.min:
-            return value.date().isoformat()  # a day bucket
-        return value.isoformat()
-    return neutralise(str(value))
-

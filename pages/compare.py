@@ -23,8 +23,8 @@ import streamlit as st
 
 import pages
 from faceid.actors import Actor
+from faceid.csvsafe import frame_csv
 from faceid.errors import FaceIDError
-from faceid.export import frame_csv
 from faceid.insights import COMPARE_MAX, COMPARE_MIN, CaseOptions, CompareView, InsightsService
 from pages import _widgets as w
 

@@ -18,9 +18,9 @@ from sqlmodel import Session, col, select
 from faceid import cli, schema, store
 from faceid.actors import Actor
 from faceid.commands import export as export_cmd
+from faceid.csvsafe import MAYBE_FORMULA, frame_csv, neutralise
 from faceid.db import make_engine
 from faceid.export import (
-    _MAYBE_FORMULA,
     COLUMN_NAMES,
     EXPORT_COLUMNS,
     ExportError,
@@ -28,8 +28,6 @@ from faceid.export import (
     ExportRefused,
     count_rows,
     export_csv,
-    frame_csv,
-    neutralise,
 )
 from faceid.simulator import generate_result
 from faceid.tables import AuditEvent, Decision, User, Verification
@@ -297,9 +295,9 @@ def test_neutralise_leaves_ordinary_text_alone(safe: str) -> None:
 
 @pytest.mark.parametrize("first", sorted(set("=+-@\t\r\n\x00 \u3000\xa0\u200b\ufeff＝＋－＠")))
 def test_fast_path_never_misses_a_cell_needing_a_look(first: str) -> None:
-    # iter_rows only calls neutralise() on rows this regex flags: it must flag every start.
-    assert _MAYBE_FORMULA.search("\x01ok\x01" + first + "x\x01tail")
-    assert _MAYBE_FORMULA.search("\x01" + first + "x")
+    # neutralise_row only calls neutralise() on rows this regex flags: it must flag every start.
+    assert MAYBE_FORMULA.search("\x01ok\x01" + first + "x\x01tail")
+    assert MAYBE_FORMULA.search("\x01" + first + "x")
 
 
 def test_frame_csv_neutralises_labels_and_keeps_numbers() -> None:

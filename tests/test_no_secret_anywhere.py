@@ -38,7 +38,7 @@ from sqlalchemy import Engine, MetaData, select
 from sqlmodel import Session
 from streamlit.testing.v1 import AppTest
 
-from faceid import export, schema
+from faceid import csvsafe, schema
 from faceid.actors import Actor
 from faceid.app import Desk, build_desk
 from faceid.client import FaceIDClient
@@ -295,7 +295,7 @@ def test_the_scan_finds_an_injected_secret(caplog: pytest.LogCaptureFixture,
                     body_sha256="0" * 64))
         s.commit()
     assert scan_db(eng) == [f"db inbox.body: {CANARY!r}"]
-    assert findings("csv", export.BOM + b"a,api_secret=1") == ["csv: 'api_secret='"]
+    assert findings("csv", csvsafe.BOM + b"a,api_secret=1") == ["csv: 'api_secret='"]
 
 
 # --------------------------------------------------------------------------- hardening config
