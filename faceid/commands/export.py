@@ -89,4 +89,8 @@ def run(args: argparse.Namespace) -> int:
     kind = "UNMASKED" if report.unmasked else "masked"
     print(f"wrote {report.rows} rows ({kind}) to {report.path}; "
           f"audit event {report.audit_event_id}")
+    if report.rendered and not report.unmasked:
+        # Correct either way; only slower. Said so that a bulk load's missing step is seen.
+        print(f"note: {report.rendered} row(s) had no cached export line and were rendered "
+              "now; `python -m faceid db refresh-export` renders them once for all")
     return 0
