@@ -246,6 +246,8 @@ def _pages(engine: Engine, f: ExportFilter, page_size: int) -> Iterator[Sequence
 _CONFIDENCE = COLUMN_NAMES.index("faceid_confidence")
 _NAME = COLUMN_NAMES.index("idcard_name")
 _NUMBER = COLUMN_NAMES.index("idcard_number")
+
+
 def _cells(r: Sequence[Any], unmasked: bool) -> list[str]:
     """One ``_row_query`` row as exported cells: masked, the number as text, neutralised."""
     row = list(r[1:])
