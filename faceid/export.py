@@ -92,6 +92,8 @@ DECISION_STATES = ("pending", "escalated", "approved", "rejected", "reverify")
 LIVENESS_VALUES = ("PASS", "FAIL")
 DATE_FIELDS = ("verified_at", "stored_at")
 PAGE_SIZE = 5000  # rows per keyset page: ~5 MB of strings, ~40 ms of writer lock on SQLite
+
+
 @dataclass(frozen=True, slots=True)
 class ExportFilter:
     """Which verifications to export. Every field is optional; dates are whole UTC days."""
