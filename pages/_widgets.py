@@ -16,7 +16,6 @@ from collections.abc import Callable, Iterable
 from datetime import date, timedelta
 from typing import Any
 
-import pandas as pd
 import streamlit as st
 from PIL import Image
 
@@ -62,7 +61,9 @@ def guarded(render: Callable[[Any, Actor], None], service: Any, actor: Actor) ->
         say("error", str(exc))
 
 
-def table(df: pd.DataFrame | Any, **kwargs: Any) -> Any:
+def table(df: Any, **kwargs: Any) -> Any:
+    """A read-only grid of a service's DataFrame (or a list of row dicts): cells are text, never
+    HTML or Markdown."""
     kwargs.setdefault("hide_index", True)
     kwargs.setdefault("width", "stretch")
     return st.dataframe(df, **kwargs)
@@ -71,13 +72,14 @@ def table(df: pd.DataFrame | Any, **kwargs: Any) -> Any:
 def kv_table(rows: Iterable[tuple[str, Any]], **kwargs: Any) -> None:
     """A two-column field/value table; values are shown as text (cells never render HTML)."""
     data = [{"field": k, "value": "—" if v is None or v == "" else str(v)} for k, v in rows]
-    table(pd.DataFrame(data, columns=["field", "value"]), **kwargs)
+    # Columns spelled out: an empty table keeps its header.
+    table(data or {"field": [], "value": []}, **kwargs)
 
 
-def highlight_rows(df: pd.DataFrame, predicate: Callable[[pd.Series], bool],
-                   colour: str = "#fde2e2") -> Any:
-    """A Styler shading the rows for which ``predicate`` is true (low quality, over threshold)."""
-    def shade(row: pd.Series) -> list[str]:
+def highlight_rows(df: Any, predicate: Callable[[Any], bool], colour: str = "#fde2e2") -> Any:
+    """A Styler of the service's DataFrame shading the rows for which ``predicate`` is true
+    (low quality, over threshold). Pages never build DataFrames themselves."""
+    def shade(row: Any) -> list[str]:
         style = f"background-color: {colour}" if predicate(row) else ""
         return [style] * len(row)
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pandas as pd
 import streamlit as st
 
 import pages
@@ -356,7 +355,7 @@ def _compare(view: CaseView) -> None:
                                for k in ("confidence", "1e-3", "1e-4", "1e-5", "1e-6")})
     if view.id_exceptions:
         st.subheader("ID exceptions")
-        w.table(pd.DataFrame(view.id_exceptions))
+        w.table(view.id_exceptions)
         if any(e["exception"] == "id_attacked" and e["value"] == 1 for e in view.id_exceptions):
             st.warning("This ID number has been used in attacks before.")
     if view.multifaces_tag is not None:

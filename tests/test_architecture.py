@@ -25,6 +25,21 @@ def test_core_never_imports_streamlit() -> None:
     assert not offenders, offenders
 
 
+def test_pages_never_build_dataframes() -> None:
+    # pandas stays in the service/export layer: pages render what the services return.
+    offenders = []
+    for path in [ROOT / "dashboard.py", *(ROOT / "pages").glob("*.py")]:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            if any(n == "pandas" or n.startswith("pandas.") for n in names):
+                offenders.append(path.name)
+    assert not offenders, offenders
+
+
 def test_importing_the_whole_core_does_not_load_streamlit() -> None:
     code = ("import pkgutil, importlib, sys, faceid\n"
             "for m in pkgutil.walk_packages(faceid.__path__, 'faceid.'):\n"
