@@ -60,7 +60,7 @@ from faceid.actors import Actor
 from faceid.csvsafe import BOM, Records, neutralise_row
 from faceid.errors import ExportError, ExportRefused, PermissionDenied  # noqa: F401
 from faceid.permissions import Permission, allowed
-from faceid.tables import Decision, ExportLine, Verification
+from faceid.tables import Decision, ExportLine, Verification, case_time
 
 #: The export's columns, in file order, with what each holds. README reproduces this table.
 EXPORT_COLUMNS: tuple[tuple[str, str], ...] = (
@@ -90,7 +90,10 @@ COLUMN_NAMES: tuple[str, ...] = tuple(name for name, _ in EXPORT_COLUMNS)
 
 DECISION_STATES = ("pending", "escalated", "approved", "rejected", "reverify")
 LIVENESS_VALUES = ("PASS", "FAIL")
-DATE_FIELDS = ("verified_at", "stored_at")
+#: What --from/--to apply to. "case": FaceID's verify time, else when the desk stored the result
+#: (``tables.case_time``, as the audit pages date cases): a flow that failed before any face
+#: compare has no verify time and would otherwise drop out of every dated export.
+DATE_FIELDS = ("case", "verified_at", "stored_at")
 PAGE_SIZE = 5000  # rows per keyset page: ~5 MB of strings, ~40 ms of writer lock on SQLite
 
 
@@ -100,7 +103,7 @@ class ExportFilter:
 
     date_from: date | None = None
     date_to: date | None = None  # inclusive
-    date_field: Literal["verified_at", "stored_at"] = "verified_at"
+    date_field: Literal["case", "verified_at", "stored_at"] = "case"
     status: str | None = None
     liveness: str | None = None  # PASS | FAIL
     decision_state: str | None = None
@@ -156,7 +159,8 @@ def _day_start(d: date) -> datetime:
 def _conditions(f: ExportFilter, latest: Any) -> list[ColumnElement[bool]]:
     v = Verification.__table__.c
     conds: list[ColumnElement[bool]] = []
-    when = v.verified_at if f.date_field == "verified_at" else v.stored_at
+    when = {"case": case_time(), "verified_at": v.verified_at,
+            "stored_at": v.stored_at}[f.date_field]
     if f.date_from:
         conds.append(when >= _day_start(f.date_from))
     if f.date_to:

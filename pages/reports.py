@@ -83,7 +83,9 @@ def _export(service: InsightsService, actor: Actor) -> None:
     st.caption("One row per verification, UTF-8 for Excel, formula-safe. Names and ID numbers "
                "are masked. Every export is recorded in the audit trail (filters and row "
                "count).")
-    start, end = w.date_range("Verified on (UTC days)", "export_dates")
+    start, end = w.date_range("Cases of (UTC days)", "export_dates",
+                              help="By verify_time, or when the desk stored the result if "
+                              "FaceID gave none (as on Failed verifications).")
     c = st.columns(3)
     status = c[0].text_input("FaceID status", key="export_status", max_chars=64,
                              placeholder="any, e.g. OK")

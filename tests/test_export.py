@@ -206,6 +206,10 @@ def test_biz_ids_with_commas_quotes_and_newlines_round_trip(engine: Engine,
     (ExportFilter(date_from=date(2023, 11, 14), date_to=date(2023, 11, 14)),
      {"aaaa-1", "cccc-3"}),
     (ExportFilter(date_from=date(2023, 11, 15), date_field="stored_at"), {"bbbb-2", "cccc-3"}),
+    # The default, the case time: verify time, else stored (bbbb-2 failed before any compare).
+    (ExportFilter(date_from=date(2023, 11, 15), date_to=date(2023, 11, 15)), {"bbbb-2"}),
+    (ExportFilter(date_to=date(2023, 11, 14)), {"aaaa-1", "cccc-3"}),
+    (ExportFilter(date_from=date(2023, 11, 15), date_field="verified_at"), set()),
     (ExportFilter(date_to=date(2023, 11, 14), date_field="stored_at"), {"aaaa-1"}),
     (ExportFilter(status="OK", liveness="PASS", decision_state="approved", reviewer="alice"),
      {"aaaa-1"}),
@@ -477,4 +481,4 @@ def test_cli_parser_rejects_bad_values() -> None:
     with pytest.raises(SystemExit):
         p.parse_args(["--out", "x.csv", "--liveness", "MAYBE"])
     args = p.parse_args(["--out", "x.csv", "--from", "2024-02-29"])
-    assert args.date_from == date(2024, 2, 29) and args.date_field == "verified_at"
+    assert args.date_from == date(2024, 2, 29) and args.date_field == "case"

@@ -43,8 +43,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="first UTC day to include (YYYY-MM-DD)")
     p.add_argument("--to", dest="date_to", type=_date, metavar="DATE",
                    help="last UTC day to include (YYYY-MM-DD, inclusive)")
-    p.add_argument("--date-field", choices=DATE_FIELDS, default="verified_at",
-                   help="which time --from/--to apply to (default: verified_at)")
+    p.add_argument("--date-field", choices=DATE_FIELDS, default="case",
+                   help="which time --from/--to apply to (default: case = the verify time, "
+                   "else when the desk stored the result)")
     p.add_argument("--status", help="FaceID status, e.g. OK, FAILED, WEBRTC_UNSUPPORTED")
     p.add_argument("--liveness", choices=LIVENESS_VALUES)
     p.add_argument("--decision", choices=DECISION_STATES, help="review state of the case")
