@@ -10,34 +10,32 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_core_never_imports_streamlit() -> None:
+def _importers(paths: list[Path], package: str) -> list[str]:
+    """The files among ``paths`` that import ``package`` or one of its modules."""
     offenders = []
-    for path in (ROOT / "faceid").rglob("*.py"):
-        tree = ast.parse(path.read_text(encoding="utf-8"))
-        for node in ast.walk(tree):
-            names = []
+    for path in paths:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names: list[str] = []
             if isinstance(node, ast.Import):
                 names = [a.name for a in node.names]
             elif isinstance(node, ast.ImportFrom) and node.module:
                 names = [node.module]
-            if any(n == "streamlit" or n.startswith("streamlit.") for n in names):
+            if any(n == package or n.startswith(package + ".") for n in names):
                 offenders.append(str(path.relative_to(ROOT)))
-    assert not offenders, offenders
+                break
+    return offenders
+
+
+def test_core_never_imports_streamlit() -> None:
+    assert _importers(list((ROOT / "faceid").rglob("*.py")), "streamlit") == []
 
 
 def test_pages_never_build_dataframes() -> None:
     # pandas stays in the service/export layer: pages render what the services return.
-    offenders = []
-    for path in [ROOT / "dashboard.py", *(ROOT / "pages").glob("*.py")]:
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            names = []
-            if isinstance(node, ast.Import):
-                names = [a.name for a in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.module:
-                names = [node.module]
-            if any(n == "pandas" or n.startswith("pandas.") for n in names):
-                offenders.append(path.name)
-    assert not offenders, offenders
+    pages = [ROOT / "dashboard.py", *(ROOT / "pages").glob("*.py")]
+    assert _importers(pages, "pandas") == []
+    # The check itself works: the service layer does import pandas.
+    assert "faceid/review.py" in _importers([ROOT / "faceid" / "review.py"], "pandas")
 
 
 def test_importing_the_whole_core_does_not_load_streamlit() -> None:
