@@ -31,6 +31,7 @@ import functools
 import hashlib
 import inspect
 import io
+import logging
 import marshal
 import os
 import sys
@@ -61,6 +62,8 @@ from faceid.csvsafe import BOM, Records, neutralise_row
 from faceid.errors import ExportError, ExportRefused, PermissionDenied  # noqa: F401
 from faceid.permissions import Permission, allowed
 from faceid.tables import Decision, ExportLine, Verification, case_time
+
+log = logging.getLogger(__name__)
 
 #: The export's columns, in file order, with what each holds. README reproduces this table.
 EXPORT_COLUMNS: tuple[tuple[str, str], ...] = (
@@ -335,6 +338,19 @@ def refresh_lines(conn: Connection, ids: Sequence[int]) -> int:
         conn.execute(insert(el), [{"verification_id": i, "renderer": tag, "line": line}
                                   for i, line in lines.items()])
     return len(lines)
+
+
+def keep_lines_fresh(conn: Connection, ids: Sequence[int]) -> None:
+    """``refresh_lines`` for the write paths (store, decide, purge), in a savepoint: failing to
+    render a line must never cost the write itself. The case then has no line, and the export
+    renders it (or says why it cannot). Logged by type only: a database error's text can
+    carry the row's values, names included."""
+    try:
+        with conn.begin_nested():
+            refresh_lines(conn, ids)
+    except Exception as exc:
+        log.error("export line not rendered for %d case(s) (%s); the export will render it",
+                  len(ids), type(exc).__name__)
 
 
 def _with_current_line() -> Any:

@@ -406,7 +406,7 @@ def _purge_pii(engine: Engine, cutoff: datetime, now: datetime, batch_size: int,
             .where(col(Verification.id).in_(ids), col(Verification.pii_purged_at).is_(None))
             .values(idcard_name=None, idcard_number=None, pii_purged_at=now)).rowcount
         # The update's trigger dropped these cases' export lines (they showed masked names).
-        export.refresh_lines(conn, ids)
+        export.keep_lines_fresh(conn, ids)
 
     _paged(engine, Verification, _pii_due(cutoff), batch_size, work)
 

@@ -673,7 +673,7 @@ class ReviewService:
                            outcome=outcome, reason=reason, note=note, decided_at=now,
                            based_on_version=expected_version))
             s.flush()  # the decision row first: its insert trigger drops the old export line
-            export.refresh_lines(s.connection(), [v.id])
+            export.keep_lines_fresh(s.connection(), [v.id])
             # The note itself lives in the decision row; the trail records that there is one.
             detail: dict[str, Any] = {
                 "outcome": outcome, "reason": reason, "state": state,

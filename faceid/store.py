@@ -161,7 +161,7 @@ def _insert(s: Session, parsed: GetResult, raw_body: str, original: bytes, sourc
                           data=img.data))
     s.flush()
     # Same transaction: the case is never visible without its export line.
-    export.refresh_lines(s.connection(), [v.id])
+    export.keep_lines_fresh(s.connection(), [v.id])
     return v
 
 

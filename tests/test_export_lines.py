@@ -313,3 +313,32 @@ def test_a_line_rendered_beside_a_decision_is_never_stale(mt_engine: Engine,
     assert ",approved,approve,,rita," in line, line
     data, report = _export(mt_engine)
     assert report.rendered == 0 and data == _from_scratch(mt_engine)
+
+
+# --------------------------------------------------------------------------- failures
+
+
+def test_a_line_that_cannot_be_rendered_never_costs_the_write(
+        engine: Engine, hash_key: bytes, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Storing and deciding come first: a rendering bug leaves the case without a line (the
+    export renders it), logged without the row's values."""
+    real = export.render_lines
+
+    def broken(conn: Any, ids: Any) -> dict[int, str]:
+        raise RuntimeError("张三 110101199003071234")  # an error text with personal data
+
+    monkeypatch.setattr(export, "render_lines", broken)
+    vid = _ingest(engine, SMALL_SET[0], hash_key)  # stored all the same
+    svc = ReviewService(engine, None, Settings())
+    biz_id = SMALL_SET[0]["biz_info"]["biz_id"]
+    r = svc.claim(biz_id, REVIEWER, 1)
+    r = svc.decide(biz_id, REVIEWER, "approve", None, None, r.version)  # decided all the same
+    assert r.state == "approved" and _lines(engine) == {}
+    logged = caplog.text
+    assert "export line not rendered for 1 case(s) (RuntimeError)" in logged
+    assert "张三" not in logged and "110101199003071234" not in logged
+    monkeypatch.setattr(export, "render_lines", real)
+    data, report = _export(engine)
+    assert report.rendered == 1 and ",approved,approve,,rita.reviewer," in data.decode()
+    assert vid not in _lines(engine)  # the export reads; it does not write
