@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import logging
+import threading
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING
@@ -13,6 +15,8 @@ from faceid import redact, schema
 from faceid.client import FaceIDClient
 from faceid.config import DEMO_API_KEY, DEMO_API_SECRET, Settings, load_settings
 from faceid.db import make_engine
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from faceid.fetching import FetchService
@@ -92,4 +96,26 @@ def build_desk(settings: Settings | None = None, *, engine: Engine | None = None
     engine = engine or make_engine(settings.database_url)
     if migrate:
         schema.upgrade(engine)
+        fill_export_lines_in_background(engine)
     return Desk(settings, engine)
+
+
+def fill_export_lines_in_background(engine: Engine) -> threading.Thread:
+    """Render the export lines a bulk load or a release with another export format left
+    missing, without holding up the start (``db upgrade`` does the same in the foreground).
+    Safe beside reviewers' writes: ``refresh_lines`` locks the rows it renders, and every
+    batch is its own short transaction. Until it is done an export renders what is missing."""
+    from faceid import export
+
+    def run() -> None:
+        try:
+            rendered = export.fill_lines(engine)
+        except Exception as exc:  # a convenience: the export stays correct without it
+            log.warning("export lines not rendered in the background (%s)", type(exc).__name__)
+            return
+        if rendered:
+            log.info("export lines rendered in the background: %d", rendered)
+
+    thread = threading.Thread(target=run, name="export-lines", daemon=True)
+    thread.start()
+    return thread

@@ -342,3 +342,18 @@ def test_a_line_that_cannot_be_rendered_never_costs_the_write(
     data, report = _export(engine)
     assert report.rendered == 1 and ",approved,approve,,rita.reviewer," in data.decode()
     assert vid not in _lines(engine)  # the export reads; it does not write
+
+
+def test_the_desk_renders_missing_lines_in_the_background(mt_engine: Engine,
+                                                          hash_key: bytes) -> None:
+    """A start after a bulk load or a format change: the desk fills the lines itself."""
+    from faceid.app import fill_export_lines_in_background
+
+    for doc in SMALL_SET:
+        _ingest(mt_engine, doc, hash_key)
+    with mt_engine.begin() as conn:
+        conn.execute(text("UPDATE export_lines SET renderer = 'an older release'"))
+    fill_export_lines_in_background(mt_engine).join(30)
+    data, report = _export(mt_engine)
+    assert report.rendered == 0 and len(_lines(mt_engine)) == 3
+    assert data == _from_scratch(mt_engine)
