@@ -17,7 +17,6 @@ Screenshots: artifacts/screenshots/oidc-*.png.
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pytest
@@ -27,11 +26,12 @@ from sqlmodel import Session, col, select
 from faceid import schema, store
 from faceid.actors import Actor
 from faceid.db import make_engine
-from faceid.simulator import SimulatorState, generate_result, start_in_thread
+from faceid.simulator import generate_result
 from faceid.tables import AuditEvent
 from faceid.users import UserService
 
 from .harness import free_port, run_streamlit, screenshot, wait_idle
+from .live import live_env
 from .oidc_idp import IdP
 
 PII_KEY = "browser-oidc-pii-key"
@@ -80,15 +80,10 @@ def test_oidc_sign_in_refusal_and_sign_out(page, tmp_path: Path) -> None:
         f'client_id = "{idp.client_id}"\n'
         f'client_secret = "{CLIENT_SECRET}"\n'
         f'server_metadata_url = "{idp.metadata_url}"\n', encoding="utf-8")
-    sim = start_in_thread(SimulatorState(api_key="live-key", api_secret=API_SECRET,
-                                         recent=True))
-    sim.state.add(generate_result(5, anchor=int(time.time()), status="OK"))
-    env = {"DATABASE_URL": f"sqlite:///{db}", "FACEID_API_KEY": "live-key",
-           "FACEID_API_SECRET": API_SECRET, "FACEID_BASE_URL": sim.base_url,
-           "FACEID_PII_KEY": PII_KEY}
     try:
-        with run_streamlit("dashboard.py", env=env, port=port,
-                           args=["--secrets.files", str(secrets)]) as base:
+        with (live_env(db, api_secret=API_SECRET, pii_key=PII_KEY) as env,
+              run_streamlit("dashboard.py", env=env, port=port,
+                            args=["--secrets.files", str(secrets)]) as base):
             page.goto(base)
             wait_idle(page)
             expect(page.get_by_role("button", name=SIGN_IN)).to_be_visible()
@@ -149,5 +144,4 @@ def test_oidc_sign_in_refusal_and_sign_out(page, tmp_path: Path) -> None:
             screenshot(page, "oidc-revoked", full_page=False)
             assert _events(db, "logout")[-1].actor == "sam"
     finally:
-        sim.stop()
         idp.stop()

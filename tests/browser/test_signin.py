@@ -11,7 +11,6 @@ Screenshots: artifacts/screenshots/signin-*.png.
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from urllib.parse import quote, urlencode
 
@@ -21,10 +20,11 @@ from playwright.sync_api import expect
 from faceid import schema, store
 from faceid.actors import Actor
 from faceid.db import make_engine
-from faceid.simulator import SimulatorState, generate_result, start_in_thread
+from faceid.simulator import generate_result
 from faceid.users import UserService
 
 from .harness import run_streamlit, screenshot, wait_idle
+from .live import live_env
 
 PII_KEY = "browser-test-pii-key"
 API_SECRET = "browser-test-api-secret"
@@ -57,67 +57,59 @@ def sign_in_form_only(page) -> None:
 def test_live_mode_sign_in_and_out(page, tmp_path: Path, monkeypatch) -> None:
     db = tmp_path / "live.db"
     biz, person = seed(db)
-    sim = start_in_thread(SimulatorState(api_key="live-key", api_secret=API_SECRET,
-                                         recent=True))
-    sim.state.add(generate_result(5, anchor=int(time.time()), status="OK"))
-    env = {"DATABASE_URL": f"sqlite:///{db}", "FACEID_API_KEY": "live-key",
-           "FACEID_API_SECRET": API_SECRET, "FACEID_BASE_URL": sim.base_url,
-           "FACEID_PII_KEY": PII_KEY}
-    try:
-        with run_streamlit("dashboard.py", env=env) as base:
-            page.goto(base)
-            wait_idle(page)
-            sign_in_form_only(page)
-            screenshot(page, "signin-form", full_page=False)
-            # A deep link to a case is no way around it.
-            page.goto(f"{base}/cases?{urlencode({'biz_id': biz})}")
-            wait_idle(page)
-            sign_in_form_only(page)
-            expect(page.get_by_text(biz)).to_have_count(0)
+    with (live_env(db, api_secret=API_SECRET, pii_key=PII_KEY) as env,
+          run_streamlit("dashboard.py", env=env) as base):
+        page.goto(base)
+        wait_idle(page)
+        sign_in_form_only(page)
+        screenshot(page, "signin-form", full_page=False)
+        # A deep link to a case is no way around it.
+        page.goto(f"{base}/cases?{urlencode({'biz_id': biz})}")
+        wait_idle(page)
+        sign_in_form_only(page)
+        expect(page.get_by_text(biz)).to_have_count(0)
 
-            page.get_by_label("Username").fill("rita")
-            page.get_by_label("Password", exact=True).fill("not the password at all")
-            page.get_by_role("button", name="Sign in").click()
-            wait_idle(page)
-            expect(page.get_by_text("Wrong username or password")).to_be_visible()
-            sign_in_form_only(page)
-            # The password is not kept in the form.
-            expect(page.get_by_label("Password", exact=True)).to_have_value("")
-            screenshot(page, "signin-wrong-password", full_page=False)
+        page.get_by_label("Username").fill("rita")
+        page.get_by_label("Password", exact=True).fill("not the password at all")
+        page.get_by_role("button", name="Sign in").click()
+        wait_idle(page)
+        expect(page.get_by_text("Wrong username or password")).to_be_visible()
+        sign_in_form_only(page)
+        # The password is not kept in the form.
+        expect(page.get_by_label("Password", exact=True)).to_have_value("")
+        screenshot(page, "signin-wrong-password", full_page=False)
 
-            page.get_by_label("Username").fill("rita")
-            page.get_by_label("Password", exact=True).fill(PASSWORD)
-            page.get_by_role("button", name="Sign in").click()
-            wait_idle(page)
-            # Signed in from the deep link: the linked case opens.
-            expect(page.get_by_role("heading", name="Case", exact=True)).to_be_visible()
-            expect(page.get_by_test_id("stCode").filter(has_text=biz)).to_be_visible()
-            images = page.locator("[data-testid='stImage'] img")
-            expect(images.first).to_be_visible()
-            urls = images.evaluate_all("els => els.map(e => e.src)")
-            # Served as /media/<hash>: the URL says nothing about the case or the person.
-            assert urls and all("/media/" in u for u in urls), urls
-            assert not [u for u in urls for part in (*biz.split(","), person["idcard_number"],
-                                                     quote(person["idcard_name"]))
-                        if part in u], urls
-            screenshot(page, "signin-deep-link-case", full_page=False)
+        page.get_by_label("Username").fill("rita")
+        page.get_by_label("Password", exact=True).fill(PASSWORD)
+        page.get_by_role("button", name="Sign in").click()
+        wait_idle(page)
+        # Signed in from the deep link: the linked case opens.
+        expect(page.get_by_role("heading", name="Case", exact=True)).to_be_visible()
+        expect(page.get_by_test_id("stCode").filter(has_text=biz)).to_be_visible()
+        images = page.locator("[data-testid='stImage'] img")
+        expect(images.first).to_be_visible()
+        urls = images.evaluate_all("els => els.map(e => e.src)")
+        # Served as /media/<hash>: the URL says nothing about the case or the person.
+        assert urls and all("/media/" in u for u in urls), urls
+        assert not [u for u in urls for part in (*biz.split(","), person["idcard_number"],
+                                                 quote(person["idcard_name"]))
+                    if part in u], urls
+        screenshot(page, "signin-deep-link-case", full_page=False)
 
-            page.get_by_test_id("stSidebarNav").get_by_text("Queue").click()
-            wait_idle(page)
-            expect(page.get_by_role("heading", name="Review queue")).to_be_visible()
-            sidebar = page.get_by_test_id("stSidebar")
-            expect(sidebar.get_by_text("Rita Reviewer · rita · reviewer")).to_be_visible()
-            nav = page.get_by_test_id("stSidebarNav")
-            expect(nav.get_by_text("Queue")).to_be_visible()
-            expect(nav.get_by_text("Failed verifications")).to_be_visible()
-            expect(nav.get_by_text("Reports")).to_have_count(0)  # no export for reviewers
-            expect(page.get_by_test_id("stDataFrame").first).to_be_visible()
-            screenshot(page, "signin-queue", full_page=False)
+        page.get_by_test_id("stSidebarNav").get_by_text("Queue").click()
+        wait_idle(page)
+        expect(page.get_by_role("heading", name="Review queue")).to_be_visible()
+        sidebar = page.get_by_test_id("stSidebar")
+        expect(sidebar.get_by_text("Rita Reviewer · rita · reviewer")).to_be_visible()
+        nav = page.get_by_test_id("stSidebarNav")
+        expect(nav.get_by_text("Queue")).to_be_visible()
+        expect(nav.get_by_text("Failed verifications")).to_be_visible()
+        expect(nav.get_by_text("Reports")).to_have_count(0)  # no export for reviewers
+        expect(page.get_by_test_id("stDataFrame").first).to_be_visible()
+        screenshot(page, "signin-queue", full_page=False)
 
-            sidebar.get_by_role("button", name="Sign out").click()
-            wait_idle(page)
-            sign_in_form_only(page)
-            expect(page.get_by_text("You signed out.")).to_be_visible()
-            screenshot(page, "signin-signed-out", full_page=False)
-    finally:
-        sim.stop()
+        sidebar.get_by_role("button", name="Sign out").click()
+        wait_idle(page)
+        sign_in_form_only(page)
+        expect(page.get_by_text("You signed out.")).to_be_visible()
+        screenshot(page, "signin-signed-out", full_page=False)
