@@ -21,8 +21,9 @@ from faceid.insights import (
     InsightsError,
     InsightsService,
 )
-from faceid.simulator import generate_batch, generate_result
+from faceid.simulator import generate_batch
 from faceid.tables import Decision, Verification
+from tests.fakes import person_doc
 
 
 def _at(text: str) -> datetime:
@@ -232,15 +233,6 @@ def test_sql_reasons_agree_with_stored_risk_flags(engine: Engine, hash_key: byte
 # --------------------------------------------------------------------------- compare / linked
 
 
-def _person_doc(seed: int, biz_id: str, name: str, number: str, *, procedure: str = "video",
-                biz_no: str | None = None) -> dict[str, Any]:
-    doc = generate_result(seed, biz_id, status="OK", procedure_type=procedure)
-    doc["idcard_info"] = {"idcard_mode": "3", "idcard_name": name, "idcard_number": number}
-    if biz_no:
-        doc["biz_info"]["biz_no"] = biz_no
-    return doc
-
-
 def _ingest(engine: Engine, hash_key: bytes, *docs: dict[str, Any]) -> None:
     for doc in docs:
         assert store.ingest(engine, json.dumps(doc).encode(), source="import",
@@ -249,9 +241,9 @@ def _ingest(engine: Engine, hash_key: bytes, *docs: dict[str, Any]) -> None:
 
 def test_compare_side_by_side_with_differences(engine: Engine, hash_key: bytes) -> None:
     _ingest(engine, hash_key,
-            _person_doc(1, "1,a", "张三", "110101199003071234"),
-            _person_doc(2, "2,b", "张三", "110101199003071234", procedure="selfie"),
-            _person_doc(3, "3,c", "李四", "310105198501010028"))
+            person_doc(1, "1,a", "张三", "110101199003071234"),
+            person_doc(2, "2,b", "张三", "110101199003071234", procedure="selfie"),
+            person_doc(3, "3,c", "李四", "310105198501010028"))
     with Session(engine) as s:
         v = s.exec(select(Verification).where(Verification.biz_id == "2,b")).one()
         s.add(Decision(verification_id=v.id, biz_id=v.biz_id, actor="alice",
@@ -293,7 +285,7 @@ def test_compare_needs_two_to_four_cases(engine: Engine, ids: list[str]) -> None
 
 
 def test_compare_unknown_case(engine: Engine, hash_key: bytes) -> None:
-    _ingest(engine, hash_key, _person_doc(1, "1,a", "张三", "110101199003071234"))
+    _ingest(engine, hash_key, person_doc(1, "1,a", "张三", "110101199003071234"))
     with pytest.raises(InsightsError, match="not stored"):
         InsightsService(engine).compare(["1,a", "nope"])
 
@@ -301,11 +293,11 @@ def test_compare_unknown_case(engine: Engine, hash_key: bytes) -> None:
 def test_linked_cases_flag_same_id_number_under_another_name(engine: Engine,
                                                             hash_key: bytes) -> None:
     _ingest(engine, hash_key,
-            _person_doc(1, "1,me", "张三", "110101199003071234", biz_no="order-7"),
-            _person_doc(2, "2,alias", "李四", "110101199003071234"),
-            _person_doc(3, "3,again", " 张 三", "110101199003071234"),
-            _person_doc(4, "4,same-order", "王五", "440101199001011234", biz_no="order-7"),
-            _person_doc(5, "5,stranger", "赵六", "510101199001011234"))
+            person_doc(1, "1,me", "张三", "110101199003071234", biz_no="order-7"),
+            person_doc(2, "2,alias", "李四", "110101199003071234"),
+            person_doc(3, "3,again", " 张 三", "110101199003071234"),
+            person_doc(4, "4,same-order", "王五", "440101199001011234", biz_no="order-7"),
+            person_doc(5, "5,stranger", "赵六", "510101199001011234"))
     linked = InsightsService(engine).linked_cases("1,me")
     rows = {r["biz_id"]: r for r in linked.rows.to_dict("records")}
     assert set(rows) == {"2,alias", "3,again", "4,same-order"}
@@ -324,10 +316,10 @@ def test_linked_cases_flag_same_id_number_under_another_name(engine: Engine,
 
 def test_linked_cases_counts_and_compare_choice(engine: Engine, hash_key: bytes) -> None:
     _ingest(engine, hash_key,
-            _person_doc(1, "1,me", "张三", "110101199003071234", biz_no="order-7"),
-            *(_person_doc(10 + i, f"{i},again", "张三", "110101199003071234")
+            person_doc(1, "1,me", "张三", "110101199003071234", biz_no="order-7"),
+            *(person_doc(10 + i, f"{i},again", "张三", "110101199003071234")
               for i in range(2, 6)),
-            _person_doc(6, "6,same-order", "王五", "440101199001011234", biz_no="order-7"))
+            person_doc(6, "6,same-order", "王五", "440101199001011234", biz_no="order-7"))
     linked = InsightsService(engine).linked_cases("1,me")
     assert (linked.count, linked.same_id_count, linked.same_biz_no_count) == (5, 4, 1)
     assert linked.other_name_count == 0 and linked.other_names == ()
@@ -338,7 +330,7 @@ def test_linked_cases_counts_and_compare_choice(engine: Engine, hash_key: bytes)
 def _options_seed(engine: Engine, hash_key: bytes) -> list[str]:
     ids = ["1758000001,a", "1758000002,b", "1759000003,c", "x%_,d"]
     _ingest(engine, hash_key,
-            *(_person_doc(i, b, "张三", f"11010119900307{i:04d}", biz_no=f"order-{i}")
+            *(person_doc(i, b, "张三", f"11010119900307{i:04d}", biz_no=f"order-{i}")
               for i, b in enumerate(ids)))
     return ids
 
@@ -397,7 +389,7 @@ def test_case_options_keep_what_is_picked(engine: Engine, hash_key: bytes) -> No
 
 
 def test_export_facade_uses_the_governed_export(engine: Engine, hash_key: bytes) -> None:
-    _ingest(engine, hash_key, _person_doc(1, "1,a", "张三", "110101199003071234"))
+    _ingest(engine, hash_key, person_doc(1, "1,a", "张三", "110101199003071234"))
     service = InsightsService(engine)
     data = service.export_bytes(None, Actor("x", "X", "auditor"))
     assert data.startswith(b"\xef\xbb\xbf") and "张*".encode() in data

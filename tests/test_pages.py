@@ -9,8 +9,6 @@ can stand in for FaceID.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +22,7 @@ from faceid.db import make_engine, memory_engine
 from faceid.errors import ResultNotFound
 from faceid.review import ReviewService
 from faceid.simulator import generate_batch, generate_result
+from tests.fakes import FakeFetcher, person_doc
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_KEY = b"faceid-review-desk-demo-pii-key"
@@ -57,51 +56,12 @@ def seed(engine) -> None:
         store.ingest(engine, json.dumps(d).encode(), source="import", hash_key=DEMO_KEY)
 
 
-@dataclass
-class Quota:
-    reads_left: int = 2
-    deadline: datetime | None = datetime(2025, 10, 11, 8, 0, tzinfo=UTC)
-    can_read: bool = True
-
-
-@dataclass
-class Lookup:
-    biz_id: str
-    stored: bool
-    quota: Quota
-    message: str
-
-
-@dataclass
-class Outcome:
-    biz_id: str
-    ok: bool
-    message: str
-
-
-class FakeFetcher:
-    def __init__(self, engine, error: Exception | None = None) -> None:
-        self.engine, self.error = engine, error
-        self.calls: list[str] = []
-
-    def lookup(self, biz_id: str, actor: str) -> Lookup:
-        return Lookup(biz_id, False, Quota(), "Not in the store yet. Fetching spends one read.")
-
-    def fetch(self, biz_id: str, actor: str, refetch: bool = False) -> Outcome:
-        self.calls.append(biz_id)
-        if self.error is not None:
-            raise self.error
-        doc = generate_result(77, biz_id=biz_id, status="OK")
-        store.ingest(self.engine, json.dumps(doc).encode(), source="api", hash_key=DEMO_KEY)
-        return Outcome(biz_id, True, "Fetched and stored.")
-
-
 @pytest.fixture
 def service() -> ReviewService:
     engine = memory_engine()
     schema.create_all(engine)
     seed(engine)
-    return ReviewService(engine, FakeFetcher(engine), Settings())
+    return ReviewService(engine, FakeFetcher(engine, hash_key=DEMO_KEY, seed=77), Settings())
 
 
 def queue_app(service, actor) -> None:
@@ -272,12 +232,12 @@ def test_lookup_not_stored_shows_quota_then_fetches(service: ReviewService) -> N
     assert "2 reads left until 2025-10-11 08:00:00 UTC" in texts(at)
     button(at, "Fetch now (spends one read)").click().run()
     no_exception(at)
-    assert service.fetcher.calls == [NOT_STORED]
+    assert [b for b, _ in service.fetcher.fetched] == [NOT_STORED]
     assert at.query_params["biz_id"] == NOT_STORED
 
 
 def test_fetch_error_is_plain_words(service: ReviewService) -> None:
-    service.fetcher.error = ResultNotFound(http_status=400)
+    service.fetcher.raise_exc = ResultNotFound(http_status=400)
     at = page(queue_app, service)
     at.text_input(key="queue_biz_id").set_value(NOT_STORED)
     button(at, "Look up").click().run()
@@ -457,22 +417,14 @@ NUMBER = "110101199003071234"
 ALIAS = "[click](http://evil)"  # a hostile name: it must reach the page only as text
 
 
-def person(seed_: int, biz_id: str, name: str, number: str, biz_no: str | None = None) -> dict:
-    doc = generate_result(seed_, biz_id, status="OK", procedure_type="video")
-    doc["idcard_info"] = {"idcard_mode": "3", "idcard_name": name, "idcard_number": number}
-    if biz_no:
-        doc["biz_info"]["biz_no"] = biz_no
-    return doc
-
-
 def people() -> list[dict]:
     """One person seen five times (twice under other names) and a stranger."""
-    return [person(1, "1,me", "张三", NUMBER, "order-7"),
-            person(2, "2,alias", "李四", NUMBER),
-            person(3, "3,hostile-alias", ALIAS, NUMBER),
-            person(4, "4,again", "张三", NUMBER),
-            person(5, "5,same-order", "王五", "440101199001011234", "order-7"),
-            person(6, "6,stranger", "赵六", "510101199001011234")]
+    return [person_doc(1, "1,me", "张三", NUMBER, biz_no="order-7"),
+            person_doc(2, "2,alias", "李四", NUMBER),
+            person_doc(3, "3,hostile-alias", ALIAS, NUMBER),
+            person_doc(4, "4,again", "张三", NUMBER),
+            person_doc(5, "5,same-order", "王五", "440101199001011234", biz_no="order-7"),
+            person_doc(6, "6,stranger", "赵六", "510101199001011234")]
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 import pages
+from tests.fakes import person_doc
 
 APP = str(Path(__file__).with_name("insights_app.py"))
 HOSTILE_BIZ_ID = "[click](http://evil.example),<script>alert(1)</script>"
@@ -224,16 +225,6 @@ def test_reports_unmasked_toggle_changes_the_button() -> None:
 NUMBER = "110101199003071234"
 
 
-def _person(seed: int, biz_id: str, name: str, number: str, biz_no: str | None = None) -> dict:
-    from faceid.simulator import generate_result
-
-    doc = generate_result(seed, biz_id, status="OK", procedure_type="video")
-    doc["idcard_info"] = {"idcard_mode": "3", "idcard_name": name, "idcard_number": number}
-    if biz_no:
-        doc["biz_info"]["biz_no"] = biz_no
-    return doc
-
-
 @pytest.fixture(scope="module")
 def picker_engine() -> Iterator[Any]:
     """One person seen five times (once under another name, once via biz_no only), a
@@ -246,12 +237,12 @@ def picker_engine() -> Iterator[Any]:
 
     engine = memory_engine()
     schema.create_all(engine)
-    docs = [_person(1, "1,me", "张三", NUMBER, "order-7"),
-            _person(2, "2,alias", "李四", NUMBER),
-            _person(3, "3,again", "张三", NUMBER),
-            _person(4, "4,again", "张三", NUMBER),
-            _person(5, "5,same-order", "王五", "440101199001011234", "order-7"),
-            _person(6, "6,stranger", "赵六", "510101199001011234")]
+    docs = [person_doc(1, "1,me", "张三", NUMBER, biz_no="order-7"),
+            person_doc(2, "2,alias", "李四", NUMBER),
+            person_doc(3, "3,again", "张三", NUMBER),
+            person_doc(4, "4,again", "张三", NUMBER),
+            person_doc(5, "5,same-order", "王五", "440101199001011234", biz_no="order-7"),
+            person_doc(6, "6,stranger", "赵六", "510101199001011234")]
     docs += generate_batch(55, seed=3)
     for doc in docs:
         store.ingest(engine, json.dumps(doc).encode(), source="import", hash_key=b"k")
@@ -316,7 +307,7 @@ def test_compare_picker_lists_searches_and_keeps_the_picks(picker_engine: Any) -
     assert _compared(at) == ["1,me", "5,same-order", "2,alias"]
 
 
-def test_compare_all_attempts_of_one_person(picker_engine: Any) -> None:
+def test_compare_all_attempts_of_oneperson_doc(picker_engine: Any) -> None:
     from faceid.insights import InsightsService
 
     linked = InsightsService(picker_engine).linked_cases("1,me")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import copy
 import json
 import threading
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -33,6 +32,7 @@ from faceid.review import (
 from faceid.simulator import generate_batch, generate_result
 from faceid.tables import Decision, Verification
 from faceid.timeutil import as_utc, utcnow
+from tests.fakes import FakeFetcher, FakeQuota, person_doc
 
 HASH_KEY = b"test-pii-key"
 REVIEWER = demo_actor("demo.reviewer")
@@ -48,49 +48,6 @@ class Clock:
 
     def __call__(self) -> datetime:
         return self.now
-
-
-@dataclass
-class FakeQuota:
-    reads_left: int
-    deadline: datetime | None
-    can_read: bool
-
-
-@dataclass
-class FakeLookup:
-    biz_id: str
-    stored: bool
-    quota: FakeQuota
-    message: str
-
-
-@dataclass
-class FakeOutcome:
-    biz_id: str
-    ok: bool
-    message: str
-
-
-class FakeFetcher:
-    """Duck-typed FetchService: records calls; ``fetch`` stores a generated doc or raises."""
-
-    def __init__(self, engine: Engine, raise_exc: Exception | None = None,
-                 quota: FakeQuota | None = None) -> None:
-        self.engine, self.raise_exc = engine, raise_exc
-        self.quota = quota or FakeQuota(2, datetime(2025, 10, 11, 8, 0, tzinfo=UTC), True)
-        self.fetched: list[tuple[str, str]] = []
-
-    def lookup(self, biz_id: str, actor: str) -> FakeLookup:
-        return FakeLookup(biz_id, False, self.quota, "Not in the store yet. FaceID: ...")
-
-    def fetch(self, biz_id: str, actor: str, refetch: bool = False) -> FakeOutcome:
-        self.fetched.append((biz_id, actor))
-        if self.raise_exc is not None:
-            raise self.raise_exc
-        doc = generate_result(999, biz_id=biz_id, status="OK")
-        store.ingest(self.engine, json.dumps(doc).encode(), source="api", hash_key=HASH_KEY)
-        return FakeOutcome(biz_id, True, "Fetched and stored.")
 
 
 _DOCS: list[dict[str, Any]] = []
@@ -121,7 +78,7 @@ def clock() -> Clock:
 @pytest.fixture
 def svc(engine: Engine, clock: Clock) -> ReviewService:
     seed(engine)
-    return ReviewService(engine, FakeFetcher(engine), Settings(), clock=clock)
+    return ReviewService(engine, FakeFetcher(engine, hash_key=HASH_KEY), Settings(), clock=clock)
 
 
 def all_rows(engine: Engine) -> list[Verification]:
@@ -592,7 +549,7 @@ def test_lookup_store_first_then_quota(svc: ReviewService) -> None:
 
 def test_fetch_delegates_and_speaks_plainly(engine: Engine) -> None:
     seed(engine, [])
-    svc = ReviewService(engine, FakeFetcher(engine), Settings())
+    svc = ReviewService(engine, FakeFetcher(engine, hash_key=HASH_KEY), Settings())
     out = svc.fetch("1760000000,fresh", REVIEWER)
     assert out.ok and out.stored and out.message == "Fetched and stored."
     assert svc.lookup("1760000000,fresh", REVIEWER).stored
@@ -600,11 +557,12 @@ def test_fetch_delegates_and_speaks_plainly(engine: Engine) -> None:
         svc.fetch("1760000000,x", AUDITOR)
     for exc, expect in [(ResultNotFound(http_status=400), "no result for this biz_id"),
                         (APIError("x"), "FaceID refused")]:
-        svc = ReviewService(engine, FakeFetcher(engine, exc), Settings())
+        svc = ReviewService(engine, FakeFetcher(engine, exc, hash_key=HASH_KEY), Settings())
         out = svc.fetch("1760000000,y", REVIEWER)
         assert not out.ok and not out.stored and expect in out.message
     leaky = RuntimeError("GET https://api?api_key=k&api_secret=TOPSECRET failed")
-    out = ReviewService(engine, FakeFetcher(engine, leaky), Settings()).fetch("1,z", REVIEWER)
+    svc = ReviewService(engine, FakeFetcher(engine, leaky, hash_key=HASH_KEY), Settings())
+    out = svc.fetch("1,z", REVIEWER)
     assert "TOPSECRET" not in out.message and "RuntimeError" in out.message
 
 
@@ -744,27 +702,15 @@ def test_audit_trail_covers_every_kind_of_action(sqlite_engine: Engine) -> None:
 NUMBER = "110101199003071234"
 
 
-def person_doc(seed_: int, biz_id: str, name: str, number: str | None, *,
-               biz_no: str | None = None) -> dict[str, Any]:
-    """One OK case for a given person; ``biz_no`` None gives a case without one."""
-    doc = generate_result(seed_, biz_id, status="OK", procedure_type="video")
-    doc["idcard_info"] = {"idcard_mode": "3", "idcard_name": name}
-    if number:
-        doc["idcard_info"]["idcard_number"] = number
-    doc["biz_info"]["biz_no"] = biz_no
-    if biz_no is None:
-        del doc["biz_info"]["biz_no"]
-    return doc
-
-
 def people_docs() -> list[dict[str, Any]]:
     return [
         person_doc(1, "1,me", "张三", NUMBER, biz_no="order-7"),
-        person_doc(2, "2,alias", "李四", NUMBER),
-        person_doc(3, "3,again", " 张 三", NUMBER),  # spacing is not another name
+        person_doc(2, "2,alias", "李四", NUMBER, biz_no=None),
+        person_doc(3, "3,again", " 张 三", NUMBER, biz_no=None),  # spacing is not another name
         person_doc(4, "4,same-order", "王五", "440101199001011234", biz_no="order-7"),
-        person_doc(5, "5,stranger", "赵六", "510101199001011234"),
-        person_doc(6, "6,nobody", "钱七", None),  # no ID number, no biz_no: links to nothing
+        person_doc(5, "5,stranger", "赵六", "510101199001011234", biz_no=None),
+        # No ID number, no biz_no: links to nothing.
+        person_doc(6, "6,nobody", "钱七", None, biz_no=None),
     ]
 
 

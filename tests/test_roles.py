@@ -13,7 +13,6 @@ import inspect
 import io
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -30,9 +29,10 @@ from faceid.insights import InsightsService
 from faceid.permissions import Permission, PermissionDenied, Role, allowed
 from faceid.retention import RetentionPolicy, purge
 from faceid.review import ReviewService
-from faceid.simulator import generate_batch, generate_result
+from faceid.simulator import generate_batch
 from faceid.tables import Verification
 from faceid.users import UserService
+from tests.fakes import FakeFetcher
 
 KEY = b"roles-test-key"
 P = Permission
@@ -45,28 +45,6 @@ def docs() -> list[dict[str, Any]]:
     if not _DOCS:
         _DOCS.extend(generate_batch(12, seed=21, status="OK"))
     return _DOCS
-
-
-@dataclass
-class Outcome:
-    biz_id: str
-    ok: bool
-    message: str
-
-
-class FakeFetcher:
-    """Stands in for FaceID: a fetch stores a generated result (no network, no quota)."""
-
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-
-    def lookup(self, biz_id: str, actor: str) -> Any:
-        return None
-
-    def fetch(self, biz_id: str, actor: str) -> Outcome:
-        store.ingest(self.engine, json.dumps(generate_result(5, biz_id=biz_id, status="OK"))
-                     .encode(), source="api", hash_key=KEY)
-        return Outcome(biz_id, True, "Fetched and stored.")
 
 
 Op = Callable[[], Any]
@@ -200,7 +178,8 @@ def seeded(engine: Engine) -> list[str]:
 @pytest.mark.parametrize("role", [r.value for r in Role])
 def test_every_operation_as_every_role(role: str, engine: Engine, seeded: list[str]) -> None:
     a = Actor(f"someone.{role}", role.title(), role)
-    svc = ReviewService(engine, FakeFetcher(engine), Settings(), second_review_rejects=False)
+    svc = ReviewService(engine, FakeFetcher(engine, hash_key=KEY, seed=5), Settings(),
+                        second_review_rejects=False)
     ops = (review_ops(engine, svc, a, seeded) + insights_ops(engine, a, seeded)
            + admin_ops(engine, a))
     wrong = [(name, perm.value, allowed(role, perm)) for name, perm, fn in ops
