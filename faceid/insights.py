@@ -50,7 +50,7 @@ from faceid.actors import Actor
 from faceid.errors import DocumentError, FaceIDError, InsightsError  # noqa: F401
 from faceid.linking import COMPARE_MAX, LINKED_MAX, LinkedCases  # noqa: F401 - re-exported
 from faceid.model import GetResult, parse_document
-from faceid.paging import page_count
+from faceid.paging import RowsPage, page_count
 from faceid.permissions import Permission, PermissionDenied, require
 from faceid.summary import RISK_FLAGS
 from faceid.tables import Decision, RawResponse, StoredImage, Verification, case_time
@@ -133,17 +133,8 @@ class FailureSummary:
         return self.failed / self.total if self.total else 0.0
 
 
-@dataclass(frozen=True, slots=True)
-class FailedPage:
-    rows: pd.DataFrame
-    biz_ids: list[str]  # in row order (st.dataframe selections are positional)
-    total: int
-    page: int
-    page_size: int
-
-    @property
-    def pages(self) -> int:
-        return page_count(self.total, self.page_size)
+#: One page of the failed-verification list.
+FailedPage = RowsPage
 
 
 @dataclass(frozen=True, slots=True)

@@ -43,7 +43,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-import pandas as pd
 from sqlalchemy import Engine, func, literal, or_, update
 from sqlalchemy import select as sa_select
 from sqlalchemy.sql.elements import ColumnElement
@@ -70,7 +69,7 @@ from faceid.errors import (  # noqa: F401 - the review errors are re-exported fr
     ReviewError,
     StaleCase,
 )
-from faceid.paging import page_count
+from faceid.paging import RowsPage, page_count
 from faceid.permissions import Permission, PermissionDenied, may_second_review, require
 from faceid.tables import (
     AuditEvent,
@@ -152,18 +151,8 @@ class QueueFilter:
     linked_only: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class QueuePage:
-    rows: pd.DataFrame
-    #: biz_id of each row, in row order (the table's selection is positional).
-    biz_ids: list[str]
-    total: int
-    page: int
-    page_size: int
-
-    @property
-    def pages(self) -> int:
-        return page_count(self.total, self.page_size)
+#: One page of the review queue.
+QueuePage = RowsPage
 
 
 @dataclass(frozen=True, slots=True)
