@@ -194,9 +194,9 @@ def round3(v: float | None) -> float | None:
     return None if v is None else round(float(v), 3)
 
 
-def frame(rows: list[dict[str, Any]], columns: Sequence[str]) -> pd.DataFrame:
+def frame(rows: Iterable[dict[str, Any]], columns: Sequence[str]) -> pd.DataFrame:
     # An explicit column list keeps an empty table's header (and its column order) stable.
-    return pd.DataFrame(rows, columns=list(columns))
+    return pd.DataFrame(list(rows), columns=list(columns))
 
 
 def assemble(v: Verification, raw_row: RawResponse | None, images: list[StoredImage],

@@ -37,7 +37,7 @@ import os
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date
 from pathlib import Path
 from typing import IO, Any, Literal
 
@@ -62,6 +62,7 @@ from faceid.csvsafe import BOM, Records, neutralise_row
 from faceid.errors import ExportError, ExportRefused, PermissionDenied  # noqa: F401
 from faceid.permissions import Permission, allowed
 from faceid.tables import Decision, ExportLine, Verification, case_time
+from faceid.timeutil import within_days
 
 log = logging.getLogger(__name__)
 
@@ -155,19 +156,11 @@ def may_export_unmasked(actor: Actor) -> bool:
 # --------------------------------------------------------------------------- query
 
 
-def _day_start(d: date) -> datetime:
-    return datetime.combine(d, time.min, tzinfo=UTC)
-
-
 def _conditions(f: ExportFilter, latest: Any) -> list[ColumnElement[bool]]:
     v = Verification.__table__.c
-    conds: list[ColumnElement[bool]] = []
     when = {"case": case_time(), "verified_at": v.verified_at,
             "stored_at": v.stored_at}[f.date_field]
-    if f.date_from:
-        conds.append(when >= _day_start(f.date_from))
-    if f.date_to:
-        conds.append(when < _day_start(f.date_to + timedelta(days=1)))
+    conds = within_days(when, f.date_from, f.date_to)
     if f.status:
         conds.append(v.status == f.status)
     if f.liveness:

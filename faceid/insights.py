@@ -36,7 +36,7 @@ import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from typing import IO, Any
 
 import pandas as pd
@@ -47,6 +47,7 @@ from sqlmodel import Session, col
 from faceid import export, linking, pii, vocab
 from faceid import search as search_rule  # `search` is case_options' parameter
 from faceid.actors import Actor
+from faceid.case_view import frame
 from faceid.errors import DocumentError, FaceIDError, InsightsError  # noqa: F401
 from faceid.linking import COMPARE_MAX, LINKED_MAX, LinkedCases  # noqa: F401 - re-exported
 from faceid.model import GetResult, parse_document
@@ -54,7 +55,7 @@ from faceid.paging import RowsPage, page_count
 from faceid.permissions import Permission, PermissionDenied, require
 from faceid.summary import RISK_FLAGS
 from faceid.tables import Decision, RawResponse, StoredImage, Verification, case_time
-from faceid.timeutil import fmt, utcnow
+from faceid.timeutil import fmt, utcnow, within_days
 
 V = Verification.__table__.c
 D = Decision.__table__.c
@@ -201,20 +202,12 @@ def _seconds_between(later: Any, earlier: Any, dialect: str) -> ColumnElement[fl
     return (func.julianday(later) - func.julianday(earlier)) * 86400.0
 
 
-def _day_start(d: date) -> datetime:
-    return datetime.combine(d, time.min, tzinfo=UTC)
-
-
 def _count_if(cond: ColumnElement[bool]) -> ColumnElement[int]:
     return func.coalesce(func.sum(case((cond, 1), else_=0)), 0)
 
 
 def _num(value: Any) -> float | None:
     return None if value is None else float(value)
-
-
-def _frame(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> pd.DataFrame:
-    return pd.DataFrame(list(rows), columns=list(columns))
 
 
 def _parse(body: str | None) -> GetResult | None:
@@ -268,12 +261,7 @@ class InsightsService:
     def _where(self, f: InsightFilter | None, *,
                reason: bool = True) -> list[ColumnElement[bool]]:
         f = (f or InsightFilter()).validate()
-        conds: list[ColumnElement[bool]] = []
-        when = case_time()
-        if f.date_from:
-            conds.append(when >= _day_start(f.date_from))
-        if f.date_to:
-            conds.append(when < _day_start(f.date_to + timedelta(days=1)))
+        conds: list[ColumnElement[bool]] = within_days(case_time(), f.date_from, f.date_to)
         if f.procedure_type == NO_PROCEDURE:
             conds.append(V.procedure_type.is_(None))
         elif f.procedure_type:
@@ -298,7 +286,7 @@ class InsightsService:
                       *(_count_if(c) for c in REASON_SQL.values()))
         stmt = stmt.select_from(Verification.__table__).where(*conds)
         (row,) = self._scalar_rows(stmt)
-        by_reason = _frame([{"reason": code, "meaning": FAILURE_REASONS[code],
+        by_reason = frame([{"reason": code, "meaning": FAILURE_REASONS[code],
                              "cases": int(n)}
                             for code, n in zip(REASON_SQL, row[2:], strict=True)],
                            ["reason", "meaning", "cases"])
@@ -323,7 +311,7 @@ class InsightsService:
                     .where(cond, *conds).group_by(value).order_by(func.count().desc(), value))
             rows += [{"reason": code, "value": v, "cases": int(n)}
                      for v, n in self._scalar_rows(stmt)]
-        return _frame(rows, ["reason", "value", "cases"])
+        return frame(rows, ["reason", "value", "cases"])
 
     def failures_by_day(self, f: InsightFilter | None = None) -> pd.DataFrame:
         """Per UTC day: cases, failed, and each reason's count (day as a datetime)."""
@@ -333,7 +321,7 @@ class InsightsService:
                        *(_count_if(c) for c in REASON_SQL.values()))
                 .where(*self._where(f)).group_by(day).order_by(day))
         cols = ["day", "cases", "failed", *REASON_SQL]
-        df = _frame([dict(zip(cols, r, strict=True)) for r in self._scalar_rows(stmt)], cols)
+        df = frame([dict(zip(cols, r, strict=True)) for r in self._scalar_rows(stmt)], cols)
         df["day"] = pd.to_datetime(df["day"])
         return df
 
@@ -362,7 +350,7 @@ class InsightsService:
                                ", ".join(x for x in (r.risk_flags or "").split(",")
                                          if x in FAILURE_REASONS),
                                r.decision_state], strict=True)) for r in rows]
-        return FailedPage(_frame(out, cols), [r.biz_id for r in rows], total, page, page_size)
+        return FailedPage(frame(out, cols), [r.biz_id for r in rows], total, page, page_size)
 
     # ------------------------------------------------------------------ metrics
 
@@ -378,7 +366,7 @@ class InsightsService:
         rows = [{"day": d, "procedure_type": p, "cases": int(n), "passed": int(n) - int(bad),
                  "pass_rate": round((int(n) - int(bad)) / int(n), 4) if n else None}
                 for d, p, n, bad in self._scalar_rows(stmt)]
-        df = _frame(rows, ["day", "procedure_type", "cases", "passed", "pass_rate"])
+        df = frame(rows, ["day", "procedure_type", "cases", "passed", "pass_rate"])
         df["day"] = pd.to_datetime(df["day"])
         return df
 
@@ -387,14 +375,10 @@ class InsightsService:
         """Every decision (not only the latest) by reviewer and outcome, in a decision-time
         range: reviewer, outcome, decisions."""
         self._allow(Permission.EXPORT)
-        conds: list[ColumnElement[bool]] = []
-        if date_from:
-            conds.append(D.decided_at >= _day_start(date_from))
-        if date_to:
-            conds.append(D.decided_at < _day_start(date_to + timedelta(days=1)))
+        conds: list[ColumnElement[bool]] = within_days(D.decided_at, date_from, date_to)
         stmt = (select(D.actor, D.outcome, func.count()).where(*conds)
                 .group_by(D.actor, D.outcome).order_by(D.actor, D.outcome))
-        return _frame([{"reviewer": a, "outcome": o, "decisions": int(n)}
+        return frame([{"reviewer": a, "outcome": o, "decisions": int(n)}
                        for a, o, n in self._scalar_rows(stmt)],
                       ["reviewer", "outcome", "decisions"])
 
@@ -436,7 +420,7 @@ class InsightsService:
         counts = {(a, s): int(n) for a, s, n in self._scalar_rows(stmt)}
         rows = [{"age": label, "state": state, "cases": counts.get((label, state), 0)}
                 for label, _ in AGE_BUCKETS for state in OPEN_STATES]
-        df = _frame(rows, ["age", "state", "cases"])
+        df = frame(rows, ["age", "state", "cases"])
         # A categorical keeps the buckets in age order in charts and downloads.
         df["age"] = pd.Categorical(df["age"], [b for b, _ in AGE_BUCKETS], ordered=True)
         return df
@@ -467,7 +451,7 @@ class InsightsService:
         parsed = [_parse(bodies.get(v.id)) for v in cases]
         labels = [f"Case {i}" for i in range(1, len(ids) + 1)]
         rows = _compare_rows(cases, parsed, [decisions.get(v.id or 0, []) for v in cases])
-        table = _frame(
+        table = frame(
             [{"section": sec, "field": name, **dict(zip(labels, vals, strict=True)),
               # biz_id always differs: it names the columns, it is not a finding.
               "differs": name != "biz_id" and len(set(vals)) > 1}

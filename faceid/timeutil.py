@@ -3,7 +3,8 @@ naive ones); everything shown to a person says UTC."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 
 
 def utcnow() -> datetime:
@@ -33,3 +34,20 @@ def fmt(dt: datetime | None) -> str:
 def iso(dt: datetime | None) -> str:
     dt = as_utc(dt)
     return dt.strftime("%Y-%m-%dT%H:%M:%SZ") if dt else ""
+
+
+def day_start(d: date) -> datetime:
+    """Midnight UTC at the start of ``d``."""
+    return datetime.combine(d, time.min, tzinfo=UTC)
+
+
+def within_days(column: Any, first: date | None, last: date | None) -> list[Any]:
+    """Conditions for ``column`` (an SQL time column) falling on the UTC days ``first`` to
+    ``last``, both inclusive; an open end gives no condition. The one date-range rule of the
+    audit pages, the reports and the export."""
+    conds = []
+    if first:
+        conds.append(column >= day_start(first))
+    if last:
+        conds.append(column < day_start(last + timedelta(days=1)))
+    return conds
