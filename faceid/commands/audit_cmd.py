@@ -12,7 +12,7 @@ import argparse
 from sqlmodel import Session
 
 from faceid import audit
-from faceid.commands.user import open_engine
+from faceid.commands import open_engine
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -19,7 +19,7 @@ from sqlalchemy import func
 from sqlmodel import Session, select
 
 from faceid.client import FaceIDClient
-from faceid.commands.fetch import open_engine
+from faceid.commands import open_engine
 from faceid.config import DEMO_API_KEY, DEMO_API_SECRET, load_settings
 from faceid.fetching import FetchService
 from faceid.tables import Verification

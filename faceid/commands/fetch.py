@@ -8,17 +8,15 @@ processed are finished first. Exit status 0 only if every biz_id is now stored.
 from __future__ import annotations
 
 import argparse
-import getpass
 import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
-from sqlalchemy import Engine
 from tqdm import tqdm
 
-from faceid import schema
 from faceid.client import FaceIDClient
+from faceid.commands import open_engine
 from faceid.config import (
     DEFAULT_BASE_URL,
     DEMO_API_KEY,
@@ -27,9 +25,9 @@ from faceid.config import (
     is_loopback,
     load_settings,
 )
-from faceid.db import make_engine
 from faceid.errors import ConfigError
 from faceid.fetching import FetchOutcome, FetchService
+from faceid.users import cli_actor
 
 SIMULATOR_HINT = ("start one with `python -m faceid simulate --port 8900` and set "
                   "FACEID_BASE_URL=http://127.0.0.1:8900")
@@ -44,19 +42,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--refetch", action="store_true",
                    help="read stored biz_ids again while FaceID's quota allows (spends a read; "
                         "the first stored copy is kept)")
-
-
-def cli_actor() -> str:
-    try:
-        return f"cli:{getpass.getuser()}"
-    except (KeyError, OSError):  # no user name in a bare container
-        return "cli"
-
-
-def open_engine(settings: Settings) -> Engine:
-    engine = make_engine(settings.database_url)
-    schema.upgrade(engine)
-    return engine
 
 
 def build_client(settings: Settings, concurrency: int | None = None) -> FaceIDClient:
@@ -121,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
                 failures.append(outcome)
 
         try:
-            summary = service.fetch_many(ids, cli_actor(), concurrency=concurrency,
+            summary = service.fetch_many(ids, cli_actor().username, concurrency=concurrency,
                                          progress=progress, refetch=args.refetch)
         finally:
             client.close()

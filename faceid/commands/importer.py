@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import argparse
 
-from faceid.commands.fetch import cli_actor, open_engine
+from faceid.commands import open_engine
 from faceid.config import load_settings
 from faceid.importing import import_paths
+from faceid.users import cli_actor
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -21,7 +22,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     settings = load_settings()
     engine = open_engine(settings)
-    report = import_paths(engine, args.paths, hash_key=settings.hash_key(), actor=cli_actor())
+    report = import_paths(engine, args.paths, hash_key=settings.hash_key(),
+                          actor=cli_actor().username)
     for refusal in report.refused:
         print(refusal)
     print(report.message)

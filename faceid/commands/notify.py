@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import argparse
 
-from faceid.commands.fetch import build_client, open_engine
+from faceid.commands import open_engine
+from faceid.commands.fetch import build_client
 from faceid.config import DEMO_API_SECRET, load_settings
 from faceid.errors import ConfigError
 from faceid.fetching import FetchService

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from faceid.commands.user import open_engine
+from faceid.commands import open_engine
 from faceid.retention import RetentionPolicy, purge
 from faceid.users import cli_actor
 

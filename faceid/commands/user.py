@@ -12,11 +12,7 @@ import getpass
 import os
 import sys
 
-from sqlalchemy import Engine
-
-from faceid import schema
-from faceid.config import load_settings
-from faceid.db import make_engine
+from faceid.commands import open_engine
 from faceid.permissions import Role
 from faceid.timeutil import fmt
 from faceid.users import PasswordRejected, UserService, cli_actor
@@ -53,12 +49,6 @@ def read_new_password() -> str:
     if getpass.getpass("Repeat it: ") != first:
         raise PasswordRejected("The two passwords differ.")
     return first
-
-
-def open_engine() -> Engine:
-    engine = make_engine(load_settings().database_url)
-    schema.upgrade(engine)
-    return engine
 
 
 def run(args: argparse.Namespace) -> int:
