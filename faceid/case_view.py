@@ -6,7 +6,7 @@ scores, the confirmed fields, liveness with its counters and fake-face signals a
 thresholds, face-compare confidences against the 1e-3..1e-6 thresholds, ID exceptions.
 Personal data is masked unless the actor revealed it (``revealed``). ``faceid.review`` loads
 the rows, checks permissions and calls ``assemble``; the results are plain dataclasses and
-pandas DataFrames (pandas stays in this layer and the pages).
+pandas DataFrames (pandas stays in the service layer: pages only render them).
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """The review desk's service: queue, case view, claims and decisions.
 
 Pages render what this returns and call nothing else. Results are plain dataclasses, lists of
-dicts and pandas DataFrames (pandas stays in this layer and the pages). What a case page shows
-is assembled by ``faceid.case_view``; what may be decided is ``faceid.decisions``; this module
-loads the rows, checks who may do what, and writes.
+dicts and pandas DataFrames (pandas stays in the service layer: pages only render them). What
+a case page shows is assembled by ``faceid.case_view``; what may be decided is
+``faceid.decisions``; this module loads the rows, checks who may do what, and writes.
 
 Concurrency rules:
 - every change to a case (claim, release, decision) is a conditional

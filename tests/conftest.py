@@ -43,31 +43,32 @@ def reset_pg(engine: Engine) -> None:
         conn.execute(text("CREATE SCHEMA public"))
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def engine(request: pytest.FixtureRequest) -> Iterator[Engine]:
-    """A fresh, empty schema on each backend."""
-    if request.param == "sqlite":
-        eng = memory_engine()
-        schema.create_all(eng)
-        yield eng
-        eng.dispose()
-        return
+def empty_engine(kind: str, tmp_path: Path) -> Engine:
+    """An engine on an empty database: ``memory`` (in-memory SQLite, one shared connection),
+    ``file`` (a SQLite file: real locking, WAL) or ``postgres`` (the public schema dropped)."""
+    if kind == "memory":
+        return memory_engine()
+    if kind == "file":
+        return make_engine(f"sqlite:///{tmp_path}/desk.db")
     eng = make_engine(pg_url_or_skip())
     reset_pg(eng)
+    return eng
+
+
+@pytest.fixture(params=["memory", pytest.param("postgres", marks=pytest.mark.postgres)])
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """A fresh, empty schema on each backend."""
+    eng = empty_engine(request.param, tmp_path)
     schema.create_all(eng)
     yield eng
     eng.dispose()
 
 
-@pytest.fixture(params=["sqlite-file", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(params=["file", pytest.param("postgres", marks=pytest.mark.postgres)])
 def mt_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     """For multi-threaded tests: the in-memory engine shares ONE connection between threads,
     so these run on a SQLite file (real locking, WAL) and on PostgreSQL."""
-    if request.param == "sqlite-file":
-        eng = make_engine(f"sqlite:///{tmp_path}/desk.db")
-    else:
-        eng = make_engine(pg_url_or_skip())
-        reset_pg(eng)
+    eng = empty_engine(request.param, tmp_path)
     schema.create_all(eng)
     yield eng
     eng.dispose()

@@ -11,18 +11,13 @@ from sqlmodel import Session, SQLModel
 
 from faceid import audit, schema, store
 from faceid.db import make_engine
-from tests.conftest import reset_pg
+from tests.conftest import empty_engine
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(params=["file", pytest.param("postgres", marks=pytest.mark.postgres)])
 def migrated(request: pytest.FixtureRequest, tmp_path) -> Engine:
-    if request.param == "sqlite":
-        eng = make_engine(f"sqlite:///{tmp_path}/m.db")
-    else:
-        from tests.conftest import pg_url_or_skip
-
-        eng = make_engine(pg_url_or_skip())
-        reset_pg(eng)
+    """An empty database brought up by the Alembic migrations (not ``create_all``)."""
+    eng = empty_engine(request.param, tmp_path)
     schema.upgrade(eng)
     yield eng
     eng.dispose()
