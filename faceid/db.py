@@ -79,7 +79,3 @@ def _sqlite_engine(url: str, database: str | None, *, echo: bool = False,
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
-
-
-def is_sqlite(engine: Engine) -> bool:
-    return engine.dialect.name == "sqlite"

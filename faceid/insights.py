@@ -206,10 +206,6 @@ def _count_if(cond: ColumnElement[bool]) -> ColumnElement[int]:
     return func.coalesce(func.sum(case((cond, 1), else_=0)), 0)
 
 
-def _num(value: Any) -> float | None:
-    return None if value is None else float(value)
-
-
 def _parse(body: str | None) -> GetResult | None:
     if not body:
         return None

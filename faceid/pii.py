@@ -97,10 +97,6 @@ def mask_field(field: str, value: str | None) -> str | None:
     return masker(value) if masker and isinstance(value, str) else value
 
 
-def is_pii_field(field: str) -> bool:
-    return field in FIELD_MASKS
-
-
 def mask_document(doc: Mapping[str, Any]) -> dict[str, Any]:
     """A copy of a raw get_result document with its personal data masked.
 

@@ -7,7 +7,6 @@ import hashlib
 import hmac
 from typing import Any
 
-from faceid import vocab
 from faceid.model import GetResult
 
 #: Risk flags, in the order they are shown, with what each means.
@@ -137,11 +136,3 @@ def _columns(r: GetResult, hash_key: bytes) -> dict[str, Any]:
             for c in verify.comparisons
         ] if verify else None,
     }
-
-
-def band_label(band: str | None) -> str:
-    if band is None:
-        return "—"
-    if band == "none":
-        return "below 1e-3"
-    return f"≥ {band} ({vocab.THRESHOLD_MEANING.get(band, band)})"
