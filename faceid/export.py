@@ -220,6 +220,17 @@ def _row_query(dialect: str) -> tuple[Select[Any], Any]:
     return stmt, d
 
 
+def _filtered_from(columns: Sequence[Any], joined: Any, f: ExportFilter) -> Select[Any]:
+    """``select(columns)`` from ``joined`` (verifications, perhaps with more joined to it) with
+    the filters; the latest decision is joined only for a reviewer filter, the one filter on
+    it (the correlated lookup costs a probe per row)."""
+    latest = None
+    if f.reviewer:
+        latest, on = _latest_decision(Verification.__table__)
+        joined = joined.outerjoin(latest, on)
+    return _filtered(select(*columns).select_from(joined), f, latest)
+
+
 def _filtered(stmt: Select[Any], f: ExportFilter, latest: Any) -> Select[Any]:
     conds = _conditions(f, latest)
     return stmt.where(and_(*conds)) if conds else stmt
@@ -371,12 +382,7 @@ def _write_lines(out: IO[bytes], engine: Engine, filters: ExportFilter,
                  page_size: int) -> tuple[int, int]:
     """The masked export from cached lines; returns (rows, lines rendered on the fly)."""
     v, el = Verification.__table__, ExportLine.__table__
-    joined = _with_current_line()
-    latest = None
-    if filters.reviewer:  # the only filter on the latest decision: join it only then
-        latest, on = _latest_decision(v)
-        joined = joined.outerjoin(latest, on)
-    stmt = _filtered(select(v.c.id, el.c.line).select_from(joined), filters, latest)
+    stmt = _filtered_from((v.c.id, el.c.line), _with_current_line(), filters)
     rows = rendered = 0
     last = 0
     while True:
@@ -477,13 +483,7 @@ def count_rows(engine: Engine, filters: ExportFilter | None) -> int:
     """How many rows an export with these filters would write now (for the page to say so
     before anyone clicks). One COUNT; joins the latest decision only for a reviewer filter."""
     f = (filters or ExportFilter()).validate()
-    v = Verification.__table__
-    joined: Any = v
-    latest = None
-    if f.reviewer:
-        latest, on = _latest_decision(v)
-        joined = v.outerjoin(latest, on)
-    stmt = _filtered(select(func.count()).select_from(joined), f, latest)
+    stmt = _filtered_from((func.count(),), Verification.__table__, f)
     with engine.connect() as conn:
         return int(conn.execute(stmt).scalar_one())
 
