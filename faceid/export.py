@@ -59,6 +59,7 @@ from sqlmodel import Session
 from faceid import audit, csvsafe, pii
 from faceid.actors import Actor
 from faceid.csvsafe import BOM, Records, neutralise_row
+from faceid.decisions import STATES
 from faceid.errors import ExportError, ExportRefused, PermissionDenied  # noqa: F401
 from faceid.permissions import Permission, allowed
 from faceid.tables import Decision, ExportLine, Verification, case_time
@@ -92,7 +93,7 @@ EXPORT_COLUMNS: tuple[tuple[str, str], ...] = (
 COLUMN_NAMES: tuple[str, ...] = tuple(name for name, _ in EXPORT_COLUMNS)
 
 
-DECISION_STATES = ("pending", "escalated", "approved", "rejected", "reverify")
+DECISION_STATES: tuple[str, ...] = tuple(STATES)  # faceid.decisions: the one list of states
 LIVENESS_VALUES = ("PASS", "FAIL")
 #: What --from/--to apply to. "case": FaceID's verify time, else when the desk stored the result
 #: (``tables.case_time``, as the audit pages date cases): a flow that failed before any face
