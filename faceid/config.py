@@ -40,6 +40,12 @@ class Settings:
     timeout_s: float = 15.0
     #: Port of the notify_url callback receiver.
     notify_port: int = 8028
+    #: Seconds a fetch job's or request slot's lease lasts without renewal: how soon the
+    #: work of a killed process can be taken over (holders renew it every quarter).
+    fetch_lease_s: float = 60.0
+    #: Threads of the fetch worker the desk hosts (None: the cap in demo mode, 0 live, where
+    #: the notify receiver or a ``worker`` process runs the queue).
+    desk_workers: int | None = None
     #: A first-review reject waits for a senior's second review (four eyes on rejects too).
     second_review_rejects: bool = False
 
@@ -68,6 +74,8 @@ _ENV = {
     "max_concurrency": "FACEID_MAX_CONCURRENCY",
     "timeout_s": "FACEID_TIMEOUT_S",
     "notify_port": "FACEID_NOTIFY_PORT",
+    "fetch_lease_s": "FACEID_FETCH_LEASE_S",
+    "desk_workers": "FACEID_DESK_WORKERS",
     "second_review_rejects": "FACEID_SECOND_REVIEW_REJECTS",
 }
 # Where each setting lives in secrets.toml: (section, key).
@@ -79,6 +87,8 @@ _SECRETS = {
     "max_concurrency": ("faceid", "max_concurrency"),
     "timeout_s": ("faceid", "timeout_s"),
     "notify_port": ("faceid", "notify_port"),
+    "fetch_lease_s": ("faceid", "fetch_lease_s"),
+    "desk_workers": ("faceid", "desk_workers"),
     "second_review_rejects": ("review", "second_review_rejects"),
     "database_url": ("database", "url"),
 }
@@ -109,11 +119,12 @@ def load_settings(
         if value not in (None, ""):
             values[name] = value
     try:
-        for name in ("max_concurrency", "notify_port"):
+        for name in ("max_concurrency", "notify_port", "desk_workers"):
             if name in values:
                 values[name] = int(values[name])
-        if "timeout_s" in values:
-            values["timeout_s"] = float(values["timeout_s"])
+        for name in ("timeout_s", "fetch_lease_s"):
+            if name in values:
+                values[name] = float(values[name])
         if "second_review_rejects" in values:
             values["second_review_rejects"] = _flag(values["second_review_rejects"])
     except ValueError as exc:
@@ -122,6 +133,10 @@ def load_settings(
     check_base_url(settings.base_url)
     if settings.max_concurrency < 1:
         raise ConfigError("FACEID_MAX_CONCURRENCY must be at least 1.")
+    if settings.fetch_lease_s < 1:
+        raise ConfigError("FACEID_FETCH_LEASE_S must be at least 1 second.")
+    if settings.desk_workers is not None and settings.desk_workers < 0:
+        raise ConfigError("FACEID_DESK_WORKERS must be 0 or more.")
     return settings
 
 

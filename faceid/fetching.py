@@ -9,13 +9,18 @@ desk is the system of record and every read is precious:
   goes out (``LedgerLog.before``), so a crash mid-request still counts as a spent read;
 - the 200 body is committed to the inbox (``store.receive``) before anything parses it, then
   stored (``store.process``); a crash in between is finished by ``store.process_pending``;
-- FaceID's refusals come back as a plain ``FetchOutcome`` (never an exception carrying a URL).
+- FaceID's refusals come back as a plain ``FetchOutcome`` (never an exception carrying a URL);
+- across processes and machines, a biz_id is read only by the holder of its job's lease in
+  the durable queue (``faceid.fetchqueue``), and every request holds one of the
+  deployment-wide slots, so the ``FACEID_MAX_CONCURRENCY`` cap holds for all of them together.
+  Every path (``fetch``, ``fetch_many``, the ``Worker``) goes through ``run_claim``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -25,7 +30,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, func
+from sqlalchemy import Engine, func, insert, update
 from sqlmodel import Session, col, select
 
 from faceid import audit, store
@@ -42,6 +47,8 @@ from faceid.errors import (
     ResultNotFound,
     TransportError,
 )
+from faceid.fetchqueue import DONE, RUNNING, Claim, FetchQueue, JobView
+from faceid.fetchqueue import FAILED as JOB_FAILED
 from faceid.model import elide_images, loads_document
 from faceid.tables import FetchAttempt, Inbox, RawResponse, Verification
 from faceid.timeutil import as_utc, fmt, from_unix
@@ -64,6 +71,8 @@ REFETCHED = "refetched"
 NOT_FOUND = "not_found"
 EXPIRED = "expired"
 FAILED = "failed"
+#: Not finished within the wait: another process holds the job and is still fetching.
+PENDING = "pending"
 
 
 def actor_name(actor: object) -> str:
@@ -222,11 +231,16 @@ class LedgerLog:
     """``AttemptLog`` that commits a ``FetchAttempt`` row before each request goes out.
 
     ``before`` also refuses (``QuotaExhausted``) an attempt the ledger shows no read for: the
-    client's own retry of an ambiguous answer must not become a 4th read.
+    client's own retry of an ambiguous answer must not become a 4th read. With a queue, the
+    same transaction takes one of the deployment-wide request slots (waiting while all are
+    held), and ``after`` gives it back with the outcome: one transaction each side of a call.
     """
 
-    def __init__(self, engine: Engine, actor: str, clock: Callable[[], float]) -> None:
+    def __init__(self, engine: Engine, actor: str, clock: Callable[[], float],
+                 fetch_queue: FetchQueue | None = None) -> None:
         self._engine, self._actor, self._clock = engine, actor, clock
+        self._queue = fetch_queue
+        self._slot: int | None = None
         self.calls = 0
         self.last_outcome: str | None = None
         self.last_status: int | None = None
@@ -237,28 +251,55 @@ class LedgerLog:
         return dt
 
     def before(self, biz_id: str, attempt: int) -> int:
-        with Session(self._engine) as s:
-            rows = _ledger(s, biz_id)
-            used = sum(attempt_spent(r.outcome, r.http_status) for r in rows)
-            if used >= MAX_READS or any(r.outcome == DataDestroyed.code for r in rows):
-                raise QuotaExhausted()
-            row = FetchAttempt(biz_id=biz_id, attempt=len(rows) + 1, started_at=self._now(),
-                               actor=self._actor)
-            s.add(row)
-            s.commit()
-            assert row.id is not None
-            self.calls += 1
-            return row.id
+        pause = 0.002
+        if self._queue is not None:
+            self._queue.ensure_slots()
+        while True:
+            with self._engine.begin() as conn:
+                rows = conn.execute(select(_FA.outcome, _FA.http_status)
+                                    .where(_FA.biz_id == biz_id)).all()
+                used = sum(attempt_spent(o, h) for o, h in rows)
+                if used >= MAX_READS or any(o == DataDestroyed.code for o, _ in rows):
+                    raise QuotaExhausted()
+                slot = None if self._queue is None else self._queue.try_slot(conn, biz_id)
+                token = None
+                if self._queue is None or slot is not None:
+                    token = conn.execute(insert(FetchAttempt.__table__).values(
+                        biz_id=biz_id, attempt=len(rows) + 1, started_at=self._now(),
+                        actor=self._actor)).inserted_primary_key[0]
+            if token is not None:
+                if slot is not None:
+                    assert self._queue is not None
+                    self._queue.slot_taken(slot)
+                    self._slot = slot
+                self.calls += 1
+                return int(token)
+            # Every slot is held (here or by another process): wait for one to free.
+            assert self._queue is not None
+            self._queue.wait_for_slot(pause)
+            pause = min(pause * 2, 0.05)
 
     def after(self, token: Any, outcome: str, http_status: int | None) -> None:
         self.last_outcome, self.last_status = outcome, http_status
-        with Session(self._engine) as s:
-            row = s.get(FetchAttempt, token)
-            if row is None:  # pragma: no cover - the row was committed by before()
-                return
-            row.outcome, row.http_status, row.finished_at = outcome, http_status, self._now()
-            s.add(row)
-            s.commit()
+        slot, self._slot = self._slot, None
+        with self._engine.begin() as conn:
+            conn.execute(update(FetchAttempt.__table__).where(_FA.id == token).values(
+                outcome=outcome, http_status=http_status, finished_at=self._now()))
+            if slot is not None and self._queue is not None:
+                self._queue.free_slot(conn, slot)
+        if slot is not None and self._queue is not None:
+            self._queue.slot_freed(slot)
+
+    def abort(self) -> None:
+        """Give back a slot whose ``after`` never ran (an unexpected exception mid-call)."""
+        slot, self._slot = self._slot, None
+        if slot is not None and self._queue is not None:
+            with self._engine.begin() as conn:
+                self._queue.free_slot(conn, slot)
+            self._queue.slot_freed(slot)
+
+
+_FA = FetchAttempt.__table__.c
 
 
 def _ledger(s: Session, biz_id: str) -> list[FetchAttempt]:
@@ -295,14 +336,27 @@ class FetchService:
     """Reads results from FaceID into the store, spending the quota as little as possible."""
 
     def __init__(self, engine: Engine, client_factory: Callable[[], FaceIDClient],
-                 settings: Settings, *, clock: Callable[[], float] = time.time) -> None:
+                 settings: Settings, *, clock: Callable[[], float] = time.time,
+                 fetch_queue: FetchQueue | None = None, wait_s: float | None = None,
+                 retry_delay_s: float = 30.0) -> None:
         self.engine = engine
         self._client_factory = client_factory
         self._settings = settings
         self._clock = clock
-        # Striped per-biz_id locks: two threads of this process (a reviewer's click and the
-        # notify worker, say) must not both spend a read on the same biz_id.
-        self._locks = [threading.Lock() for _ in range(64)]
+        #: The one referee of "who may read this biz_id now" across every process.
+        self.queue = fetch_queue or FetchQueue(engine, cap=settings.max_concurrency,
+                                               lease_s=settings.fetch_lease_s)
+        #: How long ``fetch`` waits on a job another process is running before answering
+        #: "still being fetched" (a call times out after timeout_s; retries add backoff).
+        self._wait_s = wait_s if wait_s is not None else 4 * settings.timeout_s + 30
+        self.retry_delay_s = retry_delay_s
+
+    @property
+    def settings(self) -> Settings:
+        return self._settings
+
+    def client(self) -> FaceIDClient:
+        return self._client_factory()
 
     # ------------------------------------------------------------------ read-only
 
@@ -359,15 +413,102 @@ class FetchService:
         ``actor`` is a username or an ``Actor``; it goes to the ledger and the audit trail.
         """
         biz_id, actor = biz_id.strip(), actor_name(actor)
-        with self._locks[hash(biz_id) % len(self._locks)]:
-            return self._fetch_locked(biz_id, actor, refetch, self._client_factory(),
-                                      nullcontext())
+        vid, _, q = self._state(biz_id)
+        if vid is not None and not refetch:
+            return FetchOutcome(biz_id, ALREADY, "Already stored; FaceID was not called.", vid)
+        if vid is not None and not q.can_read:
+            raise QuotaExhausted(f"Refetch refused. {q.describe()}")
+        seen = self.queue.enqueue([biz_id], actor, refetch=refetch)[biz_id]
+        deadline = time.monotonic() + self._wait_s
+        pause = 0.02
+        while True:
+            claim = self.queue.claim(biz_id)
+            if claim is not None:
+                return self.run_claim(claim, self._client_factory(), actor=actor, reraise=True)
+            job = self.queue.job(biz_id)
+            if job is not None and job.state != RUNNING and job.tries > seen:
+                return _outcome_of_other(job)
+            if time.monotonic() > deadline:
+                return FetchOutcome(biz_id, PENDING, "Another process is fetching this biz_id "
+                                    "right now; it will be in the store when that finishes.")
+            time.sleep(pause)
+            pause = min(pause * 1.5, 0.25)
+
+    def run_claim(self, claim: Claim, client: FaceIDClient, *, actor: str | None = None,
+                  slot: AbstractContextManager[Any] | None = None,
+                  reraise: bool = False) -> FetchOutcome:
+        """Run one claimed job: fetch (or find it stored), record the outcome on the job and
+        give the lease back. A transient failure of a job that allows more tries goes back to
+        the queue (due after ``retry_delay_s``); a final outcome settles the callbacks that
+        waited on it. Never raises, unless ``reraise`` (a person's own click: a refused
+        refetch is an error there)."""
+        biz_id, who = claim.biz_id, actor or claim.requested_by or "worker"
+        error: BaseException | None = None
+        try:
+            outcome = self._fetch_locked(biz_id, who, claim.refetch, client,
+                                         slot or nullcontext())
+        except _Stopped:
+            self.queue.release(claim)
+            return _not_attempted(biz_id)
+        except QuotaExhausted as exc:
+            outcome, error = FetchOutcome(biz_id, EXPIRED, str(exc)), exc
+        except Exception as exc:
+            # One broken biz_id must not sink a batch or a worker; the type name carries no
+            # secret and the redacting log filter scrubs the traceback.
+            log.error("fetch biz_id=%s crashed", biz_id, exc_info=True)
+            outcome = FetchOutcome(biz_id, FAILED, f"Unexpected error ({type(exc).__name__}).")
+            error = exc
+        state = self.queue.finish(
+            claim, ok=outcome.ok, status=outcome.status, message=outcome.message,
+            code=outcome.code, http_status=outcome.http_status,
+            verification_id=outcome.verification_id,
+            retry_in_s=self.retry_delay_s if outcome.status == FAILED else None)
+        if state in (DONE, JOB_FAILED):
+            self.settle_callbacks(biz_id)
+        if reraise and error is not None:
+            raise error
+        return outcome
+
+    def settle_callbacks(self, biz_id: str) -> int:
+        """Finish the stored callbacks of ``biz_id`` once its fetch is final: duplicates of a
+        stored result are marked done; if the fetch failed for good, the callback's own data
+        (no images) becomes the record, so the case is not lost."""
+        with Session(self.engine) as s:
+            ids = s.exec(select(Inbox.id).where(Inbox.source == "notify",
+                                                Inbox.biz_id == biz_id,
+                                                col(Inbox.processed_at).is_(None))
+                         .order_by(col(Inbox.id))).all()
+        for inbox_id in ids:
+            if inbox_id is not None:
+                store.process(self.engine, inbox_id, hash_key=self._settings.hash_key(),
+                              actor="notify")
+        return len(ids)
+
+    def _leftover_answer(self, biz_id: str, actor: str) -> store.Stored | None:
+        """An answer an interrupted run received but never stored: store it instead of
+        spending another read on the same result."""
+        with Session(self.engine) as s:
+            inbox_id = s.exec(select(Inbox.id).where(
+                Inbox.biz_id == biz_id, Inbox.source == "api",
+                col(Inbox.processed_at).is_(None)).order_by(col(Inbox.id))).first()
+        if inbox_id is None:
+            return None
+        result = store.process(self.engine, inbox_id, hash_key=self._settings.hash_key(),
+                               actor=actor)
+        return result if result.verification_id is not None else None
 
     def _fetch_locked(self, biz_id: str, actor: str, refetch: bool, client: FaceIDClient,
                       slot: AbstractContextManager[Any]) -> FetchOutcome:
+        """The fetch itself; the caller holds the job's lease (no one else reads biz_id)."""
         vid, stored_sha, q = self._state(biz_id)
         if vid is not None and not refetch:
             return FetchOutcome(biz_id, ALREADY, "Already stored; FaceID was not called.", vid)
+        if vid is None:
+            leftover = self._leftover_answer(biz_id, actor)
+            if leftover is not None:
+                return FetchOutcome(biz_id, STORED, "Stored the answer an interrupted run had "
+                                    "received; FaceID was not called again.",
+                                    leftover.verification_id, "OK", 200, 0)
         if vid is not None and not q.can_read:
             raise QuotaExhausted(f"Refetch refused. {q.describe()}")
         if vid is None and not q.first_fetch_allowed:
@@ -375,11 +516,14 @@ class FetchService:
             # (clock skew, biz_id time) and a read of an expired result costs nothing.
             return self._failed(biz_id, actor, EXPIRED, f"Not fetched. {q.describe()}",
                                 None, None, 0, audit_action="fetch refused")
-        ledger = LedgerLog(self.engine, actor, self._clock)
+        ledger = LedgerLog(self.engine, actor, self._clock, self.queue)
         try:
-            with slot:
-                answer = client.get_result(biz_id, return_image=RETURN_IMAGE_ALL,
-                                           return_verify_time=True, attempts=ledger)
+            try:
+                with slot:
+                    answer = client.get_result(biz_id, return_image=RETURN_IMAGE_ALL,
+                                               return_verify_time=True, attempts=ledger)
+            finally:
+                ledger.abort()  # frees the request slot if ``after`` never ran
         except QuotaExhausted:
             # Raised by the ledger guard before a retry would have become one read too many.
             if vid is not None:
@@ -459,10 +603,12 @@ class FetchService:
     def fetch_many(self, biz_ids: Iterable[str], actor: str | Any, *, concurrency: int = 4,
                    progress: Callable[[FetchOutcome], None] | None = None,
                    refetch: bool = False, resume: bool = True) -> FetchSummary:
-        """Fetch many biz_ids with a thread pool; each one is committed on its own.
+        """Fetch many biz_ids through the queue; each one is committed on its own.
 
-        At most ``concurrency`` requests are in flight; twice as many workers run, so that
-        while some wait on FaceID others store what came back and the slots never idle.
+        Every biz_id not stored is enqueued; ``2 × concurrency`` threads claim the jobs and
+        run them, so that while some wait on FaceID others store what came back (the request
+        slots cap what is in flight). A job another process holds is waited for, and its
+        outcome reported as that process's ("stored by another process"), never read again.
         ``resume`` first finishes bodies an interrupted run received but never processed, so
         they count as stored and are not read again. ``progress`` is called once per biz_id.
         """
@@ -473,13 +619,16 @@ class FetchService:
                 self.engine, hash_key=self._settings.hash_key()) if r.created)
         wanted = list(dict.fromkeys(b.strip() for b in biz_ids if b and b.strip()))
         done_lock = threading.Lock()
+        reported: set[str] = set()
 
-        def report(outcome: FetchOutcome) -> FetchOutcome:
+        def report(outcome: FetchOutcome) -> None:
             with done_lock:
+                if outcome.biz_id in reported:
+                    return
+                reported.add(outcome.biz_id)
                 summary.outcomes.append(outcome)
                 if progress is not None:
                     progress(outcome)
-            return outcome
 
         have = set() if refetch else store.stored_biz_ids(self.engine, wanted)
         for biz_id in wanted:
@@ -487,36 +636,103 @@ class FetchService:
                 report(FetchOutcome(biz_id, ALREADY, "Already stored; FaceID was not called."))
         todo = [b for b in wanted if b not in have]
         if todo:
-            client = self._client_factory()
-            stop = threading.Event()
-            slots = _Slot(concurrency, stop)
-
-            def one(biz_id: str) -> FetchOutcome:
-                if stop.is_set():
-                    return report(_not_attempted(biz_id))
-                return report(self._fetch_guarded(biz_id, actor, refetch, client, slots))
-
-            with ThreadPoolExecutor(max_workers=2 * max(1, concurrency),
-                                    thread_name_prefix="faceid-fetch") as pool:
-                list(pool.map(one, todo))
+            seen = self.queue.enqueue(todo, actor, refetch=refetch)
+            _Batch(self, todo, seen, actor, concurrency, report).run()
         summary.elapsed_s = time.monotonic() - started
         return summary
 
-    def _fetch_guarded(self, biz_id: str, actor: str, refetch: bool, client: FaceIDClient,
-                       slots: _Slot) -> FetchOutcome:
-        try:
-            with self._locks[hash(biz_id) % len(self._locks)]:
-                outcome = self._fetch_locked(biz_id, actor, refetch, client, slots)
-        except _Stopped:
-            return _not_attempted(biz_id)
-        except QuotaExhausted as exc:
-            return FetchOutcome(biz_id, EXPIRED, str(exc))
-        except Exception as exc:
-            # One broken biz_id must not sink the batch; the type name carries no secret and
-            # the redacting log filter scrubs the traceback.
-            log.error("fetch biz_id=%s crashed", biz_id, exc_info=True)
-            return FetchOutcome(biz_id, FAILED, f"Unexpected error ({type(exc).__name__}).")
-        return outcome
+
+class _Batch:
+    """One ``fetch_many`` run: worker threads claim its jobs; the calling thread watches the
+    jobs other processes hold and hands back any whose lease lapses."""
+
+    def __init__(self, service: FetchService, todo: list[str], seen: dict[str, int],
+                 actor: str, concurrency: int, report: Callable[[FetchOutcome], None]) -> None:
+        self.service, self.todo, self.seen, self.actor = service, todo, seen, actor
+        self.threads = 2 * max(1, concurrency)
+        self.report = report
+        self.stop = threading.Event()
+        self.slots = _Slot(concurrency, self.stop)
+        self.work: queue.Queue[str | None] = queue.Queue()
+        self.lock = threading.Lock()
+        self.waiting: set[str] = set()
+        self.finished: set[str] = set()
+        self.skipped: list[str] = []
+
+    def _done(self, outcome: FetchOutcome) -> None:
+        with self.lock:
+            self.finished.add(outcome.biz_id)
+        self.report(outcome)
+
+    def _worker(self, client: FaceIDClient) -> None:
+        while (biz_id := self.work.get()) is not None:
+            if self.stop.is_set():
+                with self.lock:
+                    self.skipped.append(biz_id)
+                self._done(_not_attempted(biz_id))
+                continue
+            claim = self.service.queue.claim(biz_id)
+            if claim is None:
+                with self.lock:
+                    self.waiting.add(biz_id)
+                continue
+            self._done(self.service.run_claim(claim, client, actor=self.actor,
+                                              slot=self.slots))
+
+    def run(self) -> None:
+        for biz_id in self.todo:
+            self.work.put(biz_id)
+        client = self.service.client()
+        with ThreadPoolExecutor(max_workers=self.threads,
+                                thread_name_prefix="faceid-fetch") as pool:
+            for _ in range(self.threads):
+                pool.submit(self._worker, client)
+            try:
+                self._watch()
+            finally:
+                for _ in range(self.threads):
+                    self.work.put(None)
+        if self.skipped:
+            self.service.queue.abandon(self.skipped, "Not attempted: an earlier answer showed "
+                                       "every call would be refused.")
+
+    def _watch(self) -> None:
+        """Until every biz_id has an outcome: poll the jobs held elsewhere."""
+        pause = 0.05
+        while True:
+            with self.lock:
+                if len(self.finished) >= len(self.todo):
+                    return
+                waiting = set(self.waiting)
+            if not waiting:
+                time.sleep(0.02)
+                continue
+            time.sleep(pause)
+            pause = min(pause * 1.5, 0.5)
+            now = self.service.queue.db_time()
+            for biz_id, job in self.service.queue.jobs(waiting).items():
+                if job.state != RUNNING and job.tries > self.seen.get(biz_id, 0):
+                    with self.lock:
+                        self.waiting.discard(biz_id)
+                    self._done(_outcome_of_other(job))
+                elif job.state != RUNNING or job.stale(now):
+                    # Free again (given back, or its holder died): try to claim it.
+                    with self.lock:
+                        self.waiting.discard(biz_id)
+                    self.work.put(biz_id)
+                    pause = 0.05
+
+
+def _outcome_of_other(job: JobView) -> FetchOutcome:
+    """What this caller reports for a job another process ran: it never read FaceID."""
+    status = job.last_status or FAILED
+    if status in (STORED, ALREADY, REFETCHED):
+        return FetchOutcome(job.biz_id, ALREADY, "Stored by another process at the same time; "
+                            "FaceID was not called by this one.", job.verification_id,
+                            job.last_code, job.last_http_status)
+    return FetchOutcome(job.biz_id, status,
+                        f"Another process tried it: {job.last_message or status}",
+                        None, job.last_code, job.last_http_status)
 
 
 def _not_attempted(biz_id: str) -> FetchOutcome:

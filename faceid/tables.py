@@ -159,6 +159,55 @@ class FetchAttempt(SQLModel, table=True):
     actor: str | None = Field(default=None, max_length=128)
 
 
+class FetchJob(SQLModel, table=True):
+    """The durable fetch queue: one row per biz_id anyone asked to fetch.
+
+    Only the process holding a job's lease (``lease_owner`` until ``lease_until``) may call
+    FaceID for that biz_id; a lease that is not renewed expires and the job can be claimed
+    again (see ``faceid.fetchqueue``). Queue times are seconds since the epoch on the
+    *database's* clock, so processes on machines with skewed clocks agree on who holds what.
+    """
+
+    __tablename__ = "fetch_jobs"
+    __table_args__ = (Index("ix_fetch_jobs_claim", "state", "not_before"),)
+    id: int | None = Field(default=None, primary_key=True)
+    biz_id: str = Field(max_length=256, unique=True)
+    #: queued | running | done | failed
+    state: str = Field(max_length=16)
+    #: Read again although stored (a person's explicit refetch).
+    refetch: bool = False
+    requested_by: str | None = Field(default=None, max_length=128)
+    requested_at: float
+    #: Runs started so far, and how many a request allows before the job fails for good.
+    tries: int = 0
+    max_tries: int = 1
+    #: A retry waits until then (a callback's transient failure).
+    not_before: float | None = None
+    lease_owner: str | None = Field(default=None, max_length=128)
+    lease_until: float | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    #: The last run's outcome (``faceid.fetching.FetchOutcome``): status, code, message.
+    last_status: str | None = Field(default=None, max_length=32)
+    last_code: str | None = Field(default=None, max_length=64)
+    last_http_status: int | None = None
+    last_message: str | None = Field(default=None, max_length=1024)
+    verification_id: int | None = None
+
+
+class FetchSlot(SQLModel, table=True):
+    """One of the deployment-wide FaceID request slots (``FACEID_MAX_CONCURRENCY`` rows in
+    use): a request is sent only by a process holding a slot's lease, so all processes on all
+    machines together never have more calls in flight than there are slots."""
+
+    __tablename__ = "fetch_slots"
+    slot: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    holder: str | None = Field(default=None, max_length=128)
+    biz_id: str | None = Field(default=None, max_length=256)
+    acquired_at: float | None = None
+    lease_until: float | None = None
+
+
 class Inbox(SQLModel, table=True):
     """Bodies as received (API answer, import file, callback) before they are parsed.
 

@@ -1,0 +1,444 @@
+"""The durable fetch queue: one job per biz_id, leases, and the deployment-wide request slots.
+
+"Fetch once" must hold across every process that can read a result — the notify receiver's
+worker, cron's ``fetch`` run, every desk replica's "Fetch" button, ``worker`` processes —
+on one machine or several sharing PostgreSQL. A lock in one process proves nothing there, so
+the database is the referee:
+
+- **Jobs** (``fetch_jobs``): asking for a result enqueues a job, idempotent per biz_id (the
+  unique key). Only the process holding a job's *lease* may call FaceID for that biz_id; a
+  claim is one conditional ``UPDATE`` (on PostgreSQL the ``next job`` pick uses
+  ``FOR UPDATE SKIP LOCKED``; on SQLite every transaction is ``BEGIN IMMEDIATE``), so two
+  claimers can never both win.
+- **Leases expire**: a holder renews its leases from a heartbeat thread while it waits on
+  FaceID; a holder killed with ``kill -9`` stops renewing, and once ``lease_until`` passes the
+  job can be claimed again. Whether that second run may spend a read is the ledger's call
+  (``faceid.fetching``): a crashed attempt counts as spent.
+- **Slots** (``fetch_slots``): a request is sent only while holding one of
+  ``FACEID_MAX_CONCURRENCY`` slot rows, so all processes together never have more calls in
+  flight than the cap. A slot is held per HTTP attempt, not per job, so parsing and storing
+  never keep FaceID's capacity idle.
+- **Time** is the database's clock (seconds since the epoch), so machines with skewed clocks
+  agree on whose lease has run out.
+
+Why a table of our own rather than a task-queue library: docs/decisions.md 23.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import socket
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, Engine, Float, and_, case, cast, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.pool import StaticPool
+
+from faceid.tables import FetchJob, FetchSlot
+
+log = logging.getLogger(__name__)
+
+QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"
+STATES = (QUEUED, RUNNING, DONE, FAILED)
+#: Long enough to cover a FaceID call (15 s timeout) and a stalled heartbeat or two.
+DEFAULT_LEASE_S = 60.0
+_CHUNK = 500
+
+J = FetchJob.__table__.c
+S = FetchSlot.__table__.c
+
+
+def db_now(dialect: str) -> Any:
+    """The database's clock as epoch seconds, as SQL (so every process uses the same clock)."""
+    if dialect == "postgresql":
+        # clock_timestamp(), not now(): now() is frozen at the start of the transaction.
+        return cast(func.extract("epoch", func.clock_timestamp()), Float)
+    return (func.julianday("now") - 2440587.5) * 86400.0
+
+
+def default_owner() -> str:
+    """Who holds a lease: host, pid and a random tag (a pid can be reused after a restart)."""
+    return f"{socket.gethostname()[:80]}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+def _chunks(items: list[str]) -> Iterator[list[str]]:
+    for i in range(0, len(items), _CHUNK):
+        yield items[i:i + _CHUNK]
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A job this process holds the lease of: it, and only it, may call FaceID for biz_id."""
+
+    job_id: int
+    biz_id: str
+    refetch: bool
+    tries: int
+    max_tries: int
+    requested_by: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class JobView:
+    biz_id: str
+    state: str
+    tries: int
+    max_tries: int
+    requested_by: str | None
+    requested_at: float
+    lease_owner: str | None
+    lease_until: float | None
+    not_before: float | None
+    finished_at: float | None
+    last_status: str | None
+    last_code: str | None
+    last_http_status: int | None
+    last_message: str | None
+    verification_id: int | None
+
+    def stale(self, now: float) -> bool:
+        """Running, but its holder stopped renewing the lease (crashed, killed, cut off)."""
+        return self.state == RUNNING and (self.lease_until or 0) < now
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStatus:
+    """What ``python -m faceid queue`` and the desk show about the fetch queue."""
+
+    now: float
+    counts: dict[str, int]
+    stale: int
+    #: Jobs due but waiting for a retry time (a callback's transient failure).
+    retry_waiting: int
+    slots_in_use: int
+    cap: int
+    #: The jobs a person may want to look at: running, queued, failed (newest first).
+    jobs: list[JobView]
+
+    @property
+    def active(self) -> int:
+        return self.counts.get(QUEUED, 0) + self.counts.get(RUNNING, 0)
+
+
+def _view(row: Any) -> JobView:
+    return JobView(row.biz_id, row.state, row.tries, row.max_tries, row.requested_by,
+                   row.requested_at, row.lease_owner, row.lease_until, row.not_before,
+                   row.finished_at, row.last_status, row.last_code, row.last_http_status,
+                   row.last_message, row.verification_id)
+
+
+class FetchQueue:
+    """The fetch jobs and request slots of one database, seen from one process (``owner``).
+
+    Thread-safe: the desk's sessions, a worker's threads and a batch's threads share one.
+    """
+
+    def __init__(self, engine: Engine, *, cap: int = 4, lease_s: float = DEFAULT_LEASE_S,
+                 owner: str | None = None) -> None:
+        if cap < 1:
+            raise ValueError("the concurrency cap must be at least 1")
+        self.engine = engine
+        self.cap = cap
+        self.lease_s = float(lease_s)
+        self.owner = (owner or default_owner())[:128]
+        self._dialect = engine.dialect.name
+        self._lock = threading.Lock()
+        self._held_jobs: set[int] = set()
+        self._held_slots: set[int] = set()
+        self._slot_freed = threading.Condition()
+        self._slots_ready = False
+        self._heartbeat: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    # ------------------------------------------------------------------ helpers
+
+    def _now(self) -> Any:
+        return db_now(self._dialect)
+
+    def _insert(self, table: Any) -> Any:
+        dialect = postgresql if self._dialect == "postgresql" else sqlite
+        return dialect.insert(table)
+
+    def db_time(self) -> float:
+        with self.engine.connect() as conn:
+            return float(conn.execute(select(self._now())).scalar_one())
+
+    def _claimable(self) -> Any:
+        now = self._now()
+        return or_(
+            and_(J.state == QUEUED, or_(J.not_before.is_(None), J.not_before <= now)),
+            and_(J.state == RUNNING, J.lease_until < now),
+        )
+
+    # ------------------------------------------------------------------ jobs
+
+    def enqueue(self, biz_ids: Iterable[str], requested_by: str, *, refetch: bool = False,
+                max_tries: int = 1) -> dict[str, int]:
+        """Ask for ``biz_ids`` (idempotent per biz_id); return for each the number of runs
+        that had *finished* or been given up before this request (``tries`` less a run under
+        way), so a waiter can tell when a run that answers its request has finished.
+
+        A finished job asked for again goes back to the queue with ``max_tries`` more tries
+        (the fetch itself answers "already stored" without a call if it is); a job waiting
+        for a retry time becomes due now; a running job is left to its holder.
+        """
+        ids = list(dict.fromkeys(b for b in biz_ids if b))
+        out: dict[str, int] = {}
+        if not ids:
+            return out
+        with self.engine.begin() as conn:
+            now = conn.execute(select(self._now())).scalar_one()
+            for chunk in _chunks(ids):
+                conn.execute(self._insert(FetchJob.__table__).values([
+                    {"biz_id": b, "state": QUEUED, "refetch": refetch, "requested_by": requested_by,
+                     "requested_at": now, "tries": 0, "max_tries": max_tries} for b in chunk
+                ]).on_conflict_do_nothing(index_elements=["biz_id"]))
+                again = {"state": QUEUED, "not_before": None, "requested_by": requested_by,
+                         "requested_at": now, "max_tries": J.tries + max_tries}
+                if refetch:
+                    again["refetch"] = True
+                conn.execute(update(FetchJob.__table__)
+                             .where(J.biz_id.in_(chunk), J.state.in_([DONE, FAILED]))
+                             .values(**again))
+                queued = {"not_before": None,
+                          "max_tries": func.max(J.max_tries, J.tries + max_tries)
+                          if self._dialect == "sqlite"
+                          else func.greatest(J.max_tries, J.tries + max_tries)}
+                if refetch:
+                    queued["refetch"] = True
+                conn.execute(update(FetchJob.__table__)
+                             .where(J.biz_id.in_(chunk), J.state == QUEUED).values(**queued))
+                # A run already under way counts as "after": it will finish after we asked.
+                started = J.tries - case((J.state == RUNNING, 1), else_=0)
+                out.update((b, int(t)) for b, t in conn.execute(
+                    select(J.biz_id, started).where(J.biz_id.in_(chunk))).all())
+        return out
+
+    def claim(self, biz_id: str) -> Claim | None:
+        """Take the lease of ``biz_id``'s job if nobody holds a live one; None otherwise."""
+        return self._claim(J.biz_id == biz_id)
+
+    def claim_next(self) -> Claim | None:
+        """Take the lease of the oldest due job (a worker's loop)."""
+        pick = (select(J.id).where(self._claimable()).order_by(J.id).limit(1)
+                .with_for_update(skip_locked=True).scalar_subquery())
+        return self._claim(J.id == pick)
+
+    def _claim(self, which: Any) -> Claim | None:
+        now = self._now()
+        stmt = (update(FetchJob.__table__).where(which, self._claimable())
+                .values(state=RUNNING, lease_owner=self.owner, lease_until=now + self.lease_s,
+                        started_at=now, tries=J.tries + 1)
+                .returning(J.id, J.biz_id, J.refetch, J.tries, J.max_tries, J.requested_by))
+        with self.engine.begin() as conn:
+            row = conn.execute(stmt).first()
+        if row is None:
+            return None
+        self._hold(jobs=[row.id])
+        return Claim(row.id, row.biz_id, bool(row.refetch), row.tries, row.max_tries,
+                     row.requested_by)
+
+    def finish(self, claim: Claim, *, ok: bool, status: str, message: str,
+               code: str | None = None, http_status: int | None = None,
+               verification_id: int | None = None, retry_in_s: float | None = None) -> str:
+        """Record a run's outcome and give the lease back; return the job's new state.
+
+        ``retry_in_s`` (a transient failure with tries left) puts the job back in the queue,
+        due after that many seconds; otherwise a failure is final until someone asks again.
+        """
+        retry = not ok and retry_in_s is not None and claim.tries < claim.max_tries
+        state = DONE if ok else (QUEUED if retry else FAILED)
+        now = self._now()
+        values: dict[str, Any] = {
+            "state": state, "lease_owner": None, "lease_until": None, "finished_at": now,
+            "last_status": status, "last_code": code, "last_http_status": http_status,
+            "last_message": message[:1024], "verification_id": verification_id,
+            "not_before": now + float(retry_in_s or 0) if retry else None,
+        }
+        if ok:
+            values["refetch"] = False
+        with self.engine.begin() as conn:
+            done = conn.execute(update(FetchJob.__table__)
+                                .where(J.id == claim.job_id, J.lease_owner == self.owner,
+                                       J.state == RUNNING).values(**values)).rowcount
+        self._let_go(jobs=[claim.job_id])
+        if not done:
+            # Our lease ran out and another process took the job over: its run stands (the
+            # store is idempotent by biz_id, and the ledger counted our read).
+            log.warning("fetch job for biz_id=%s was taken over after its lease expired",
+                        claim.biz_id)
+        return state
+
+    def release(self, claim: Claim) -> None:
+        """Give a job back without having run it (the batch was stopped)."""
+        with self.engine.begin() as conn:
+            conn.execute(update(FetchJob.__table__)
+                         .where(J.id == claim.job_id, J.lease_owner == self.owner,
+                                J.state == RUNNING)
+                         .values(state=QUEUED, lease_owner=None, lease_until=None,
+                                 tries=J.tries - 1))
+        self._let_go(jobs=[claim.job_id])
+
+    def abandon(self, biz_ids: Iterable[str], message: str) -> None:
+        """Fail the never-tried queued jobs of ``biz_ids`` (a batch stopped by a refusal that
+        would hit every call): nobody is left waiting on them; asking again re-queues."""
+        ids = list(biz_ids)
+        with self.engine.begin() as conn:
+            for chunk in _chunks(ids):
+                conn.execute(update(FetchJob.__table__)
+                             .where(J.biz_id.in_(chunk), J.state == QUEUED, J.tries == 0)
+                             .values(state=FAILED, last_status="failed", last_message=message,
+                                     finished_at=self._now()))
+
+    def jobs(self, biz_ids: Iterable[str]) -> dict[str, JobView]:
+        ids = list(biz_ids)
+        out: dict[str, JobView] = {}
+        with self.engine.connect() as conn:
+            for chunk in _chunks(ids):
+                for row in conn.execute(select(FetchJob.__table__)
+                                        .where(J.biz_id.in_(chunk))):
+                    out[row.biz_id] = _view(row)
+        return out
+
+    def job(self, biz_id: str) -> JobView | None:
+        return self.jobs([biz_id]).get(biz_id)
+
+    def status(self, *, limit: int = 50) -> QueueStatus:
+        with self.engine.connect() as conn:
+            now = float(conn.execute(select(self._now())).scalar_one())
+            counts = {s: 0 for s in STATES}
+            counts.update((st, int(n)) for st, n in conn.execute(
+                select(J.state, func.count()).group_by(J.state)).all())
+            stale = conn.execute(select(func.count()).where(
+                J.state == RUNNING, J.lease_until < now)).scalar_one()
+            waiting = conn.execute(select(func.count()).where(
+                J.state == QUEUED, J.not_before > now)).scalar_one()
+            in_use = conn.execute(select(func.count()).where(
+                S.slot < self.cap, S.holder.is_not(None), S.lease_until >= now)).scalar_one()
+            rows = conn.execute(select(FetchJob.__table__).where(J.state != DONE)
+                                .order_by(J.state == FAILED, J.id.desc()).limit(limit)).all()
+        return QueueStatus(now, counts, int(stale), int(waiting), int(in_use), self.cap,
+                           [_view(r) for r in rows])
+
+    # ------------------------------------------------------------------ slots
+
+    def ensure_slots(self) -> None:
+        """Create the slot rows this cap uses, once per process, in a transaction of its own
+        (inside the caller's, a rollback would undo them behind our back)."""
+        if self._slots_ready:
+            return
+        with self.engine.begin() as conn:
+            conn.execute(self._insert(FetchSlot.__table__).values(
+                [{"slot": i} for i in range(self.cap)]).on_conflict_do_nothing(
+                    index_elements=["slot"]))
+        self._slots_ready = True
+
+    def try_slot(self, conn: Connection, biz_id: str) -> int | None:
+        """Take a free request slot inside the caller's transaction (the ledger row goes in
+        the same one); None when all ``cap`` slots are held by live leases. Call
+        ``ensure_slots`` before that transaction begins, ``slot_taken`` after it commits."""
+        now = self._now()
+        free = or_(S.holder.is_(None), S.lease_until < now)
+        pick = (select(S.slot).where(S.slot < self.cap, free).order_by(S.slot).limit(1)
+                .with_for_update(skip_locked=True).scalar_subquery())
+        slot = conn.execute(update(FetchSlot.__table__).where(S.slot == pick, free)
+                            .values(holder=self.owner, biz_id=biz_id, acquired_at=now,
+                                    lease_until=now + self.lease_s)
+                            .returning(S.slot)).scalar()
+        return None if slot is None else int(slot)
+
+    def slot_taken(self, slot: int) -> None:
+        """After the taking transaction committed: renew the slot's lease from now on."""
+        self._hold(slots=[slot])
+
+    def free_slot(self, conn: Connection, slot: int) -> None:
+        """Give a slot back inside the caller's transaction (with the ledger's outcome)."""
+        conn.execute(update(FetchSlot.__table__)
+                     .where(S.slot == slot, S.holder == self.owner)
+                     .values(holder=None, biz_id=None, acquired_at=None, lease_until=None))
+
+    def slot_freed(self, slot: int) -> None:
+        """After the freeing transaction committed: wake this process's waiting threads."""
+        self._let_go(slots=[slot])
+        with self._slot_freed:
+            self._slot_freed.notify_all()
+
+    def wait_for_slot(self, timeout: float) -> None:
+        """Sleep until a slot of this process frees or ``timeout`` passes (another process's
+        release is only seen by trying again)."""
+        with self._slot_freed:
+            self._slot_freed.wait(timeout)
+
+    # ------------------------------------------------------------------ leases
+
+    def _hold(self, *, jobs: Iterable[int] = (), slots: Iterable[int] = ()) -> None:
+        with self._lock:
+            self._held_jobs.update(jobs)
+            self._held_slots.update(slots)
+            # An in-memory SQLite (tests) is one connection shared by every thread: a beat
+            # would interleave with another thread's transaction on it. Nothing outside this
+            # process can see that database, so there is no one to keep a lease from.
+            shared_conn = isinstance(self.engine.pool, StaticPool)
+            if not shared_conn and (self._heartbeat is None or not self._heartbeat.is_alive()):
+                self._stop.clear()
+                self._heartbeat = threading.Thread(target=self._beat, daemon=True,
+                                                   name="faceid-lease-heartbeat")
+                self._heartbeat.start()
+
+    def _let_go(self, *, jobs: Iterable[int] = (), slots: Iterable[int] = ()) -> None:
+        with self._lock:
+            self._held_jobs.difference_update(jobs)
+            self._held_slots.difference_update(slots)
+
+    def held(self) -> tuple[set[int], set[int]]:
+        with self._lock:
+            return set(self._held_jobs), set(self._held_slots)
+
+    def renew(self) -> int:
+        """Extend every lease this process holds; return how many rows were renewed."""
+        jobs, slots = self.held()
+        if not jobs and not slots:
+            return 0
+        until = self._now() + self.lease_s
+        renewed = 0
+        with self.engine.begin() as conn:
+            if jobs:
+                renewed += conn.execute(update(FetchJob.__table__).where(
+                    J.id.in_(jobs), J.lease_owner == self.owner, J.state == RUNNING)
+                    .values(lease_until=until)).rowcount
+            if slots:
+                renewed += conn.execute(update(FetchSlot.__table__).where(
+                    S.slot.in_(slots), S.holder == self.owner)
+                    .values(lease_until=until)).rowcount
+        return renewed
+
+    def _beat(self) -> None:
+        interval = max(0.05, self.lease_s / 4)
+        while not self._stop.wait(interval):
+            try:
+                self.renew()
+            except Exception as exc:  # a missed beat is survivable; the next one retries
+                log.warning("lease renewal failed (%s)", type(exc).__name__)
+
+    def close(self) -> None:
+        self._stop.set()
+
+
+__all__ = [
+    "DEFAULT_LEASE_S",
+    "DONE",
+    "FAILED",
+    "QUEUED",
+    "RUNNING",
+    "Claim",
+    "FetchQueue",
+    "JobView",
+    "QueueStatus",
+    "db_now",
+    "default_owner",
+]
