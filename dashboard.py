@@ -47,7 +47,9 @@ URL_PATHS = {"queue": "work-queue", "case": "cases", "audit": "failed-verificati
 def get_desk(database_url: str, base_url: str, demo: bool, _settings: Settings) -> Desk:
     # Keyed on what makes two desks different; the settings object itself (which holds the
     # secret) is excluded from the cache key by its leading underscore.
-    return build_desk(_settings)
+    desk = build_desk(_settings)
+    desk.start_worker()
+    return desk
 
 
 @st.cache_resource

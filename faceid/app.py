@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from faceid.review import ReviewService
     from faceid.simulator import SimServer
     from faceid.users import UserService
+    from faceid.worker import Worker
 
 
 @dataclass
@@ -64,6 +65,29 @@ class Desk:
         from faceid.fetching import FetchService
 
         return FetchService(self.engine, lambda: self.client, self.settings)
+
+    @cached_property
+    def worker(self) -> Worker:
+        from faceid.worker import Worker
+
+        return Worker(self.fetcher, threads=self.settings.desk_workers, name="desk-worker")
+
+    def start_worker(self) -> bool:
+        """Host a fetch worker in this process when configured to (demo mode by default, so
+        ``make run`` needs no second terminal; live, the notify receiver or ``worker``
+        processes run the queue). The desk's own "Fetch" clicks never need it: a click claims
+        its job and runs it in the session's thread."""
+        threads = self.settings.desk_workers
+        if threads is None:
+            threads = self.settings.max_concurrency if self.demo else 0
+        if threads <= 0:
+            return False
+        assert self.client  # built here, once, not raced by the worker's threads
+        worker = self.worker
+        worker.threads = threads
+        worker.start()
+        self._closers.append(worker.stop)
+        return True
 
     @cached_property
     def review(self) -> ReviewService:

@@ -17,6 +17,8 @@ VERBS: dict[str, tuple[str, str]] = {
     "fetch": ("fetch", "fetch results from FaceID into the store (each read spent once)"),
     "import": ("importer", "import saved get_result JSON files or folders"),
     "notify-server": ("notify", "receive FaceID notify_url callbacks"),
+    "worker": ("worker", "run the durable fetch queue (any number, on any machine)"),
+    "queue": ("queue_cmd", "show the fetch queue: jobs, leases, stale holders, slots"),
     "demo-seed": ("demo", "fill an empty database with simulated demo cases"),
     "export": ("export", "export verifications as CSV (masked; --unmasked --as an admin)"),
     "user": ("user", "manage local users and OIDC identities"),

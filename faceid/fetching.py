@@ -436,7 +436,7 @@ class FetchService:
 
     def run_claim(self, claim: Claim, client: FaceIDClient, *, actor: str | None = None,
                   slot: AbstractContextManager[Any] | None = None,
-                  reraise: bool = False) -> FetchOutcome:
+                  reraise: bool = False, retry_in_s: float | None = None) -> FetchOutcome:
         """Run one claimed job: fetch (or find it stored), record the outcome on the job and
         give the lease back. A transient failure of a job that allows more tries goes back to
         the queue (due after ``retry_delay_s``); a final outcome settles the callbacks that
@@ -462,12 +462,24 @@ class FetchService:
             claim, ok=outcome.ok, status=outcome.status, message=outcome.message,
             code=outcome.code, http_status=outcome.http_status,
             verification_id=outcome.verification_id,
-            retry_in_s=self.retry_delay_s if outcome.status == FAILED else None)
+            retry_in_s=(self.retry_delay_s if retry_in_s is None else retry_in_s)
+            if outcome.status == FAILED else None)
         if state in (DONE, JOB_FAILED):
             self.settle_callbacks(biz_id)
         if reraise and error is not None:
             raise error
         return outcome
+
+    def finish_received_answers(self) -> int:
+        """Store FaceID answers an interrupted run received but never stored; return how many
+        became cases. Callbacks are left alone: they wait for their fetch (with images)."""
+        with Session(self.engine) as s:
+            ids = s.exec(select(Inbox.id).where(Inbox.source == "api",
+                                                col(Inbox.processed_at).is_(None))
+                         .order_by(col(Inbox.id))).all()
+        hash_key = self._settings.hash_key()
+        return sum(1 for i in ids if i is not None
+                   and store.process(self.engine, i, hash_key=hash_key).created)
 
     def settle_callbacks(self, biz_id: str) -> int:
         """Finish the stored callbacks of ``biz_id`` once its fetch is final: duplicates of a
@@ -615,8 +627,7 @@ class FetchService:
         started, actor = time.monotonic(), actor_name(actor)
         summary = FetchSummary()
         if resume:
-            summary.resumed = sum(1 for r in store.process_pending(
-                self.engine, hash_key=self._settings.hash_key()) if r.created)
+            summary.resumed = self.finish_received_answers()
         wanted = list(dict.fromkeys(b.strip() for b in biz_ids if b and b.strip()))
         done_lock = threading.Lock()
         reported: set[str] = set()

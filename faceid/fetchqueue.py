@@ -125,6 +125,22 @@ class QueueStatus:
         return self.counts.get(QUEUED, 0) + self.counts.get(RUNNING, 0)
 
 
+def describe_job(job: JobView, now: float) -> str:
+    """One plain line about a job (the ``queue`` verb and the desk's queue panel)."""
+    by = f"asked by {job.requested_by}" if job.requested_by else "asked"
+    tries = f"try {job.tries} of {job.max_tries}"
+    if job.state == RUNNING:
+        left = (job.lease_until or 0) - now
+        if left < 0:
+            return (f"STALE: {job.lease_owner} stopped renewing its lease {-left:.0f} s ago "
+                    f"({tries}, {by})")
+        return f"held by {job.lease_owner}, lease {left:.0f} s left ({tries}, {by})"
+    last = f"; last: {job.last_message}" if job.last_message else ""
+    if job.state == QUEUED and job.not_before is not None and job.not_before > now:
+        return f"retry in {job.not_before - now:.0f} s ({tries}, {by}){last}"
+    return f"{tries}, {by}{last}"
+
+
 def _view(row: Any) -> JobView:
     return JobView(row.biz_id, row.state, row.tries, row.max_tries, row.requested_by,
                    row.requested_at, row.lease_owner, row.lease_until, row.not_before,
@@ -441,4 +457,5 @@ __all__ = [
     "QueueStatus",
     "db_now",
     "default_owner",
+    "describe_job",
 ]

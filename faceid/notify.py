@@ -11,12 +11,17 @@ Per request:
    ``data`` value exactly as received (url-decoded, never re-serialised: field notes), with
    ``hmac.compare_digest``. A bad or missing ``sign`` gets 403, a log line (no secret, no
    payload) and nothing stored.
-2. A good one is committed to the inbox (``store.receive(source="notify")``) and answered 200 at
-   once: FaceID should not wait on our database or on FaceID itself.
-3. A worker thread then fetches the full result *with images* through ``FetchService`` (the
-   callback carries none), which spends no read when the biz_id is already stored, and finally
-   processes the callback's inbox row (a duplicate by then, so only marked done). If the fetch
-   cannot succeed, the callback's own data is stored so the case is not lost.
+2. A good one is committed to the inbox (``store.receive(source="notify")``), tagged with its
+   biz_id, a fetch job is enqueued in the durable queue (``faceid.fetchqueue``), and 200 is
+   answered at once: FaceID should not wait on our database or on FaceID itself.
+3. A fetch worker — the one this receiver hosts, or any ``python -m faceid worker`` sharing the
+   database — then fetches the full result *with images* (the callback carries none), which
+   spends no read when the biz_id is already stored. A transient failure is tried again later
+   (``fetch_tries`` in all). Once the job is final, the callback's inbox row is settled
+   (``FetchService.settle_callbacks``): a duplicate of the stored result is only marked done;
+   if the fetch failed for good, the callback's own data is stored so the case is not lost.
+   All of this lives in the database, so a receiver killed at any point loses nothing: the job
+   or the inbox row is picked up again (by ``start`` here, or by any worker).
 """
 
 from __future__ import annotations
@@ -25,7 +30,6 @@ import hashlib
 import hmac
 import json
 import logging
-import queue
 import threading
 import time
 from collections.abc import Callable
@@ -39,16 +43,16 @@ from sqlmodel import Session, col, select
 
 from faceid import store
 from faceid.errors import DocumentError
-from faceid.fetching import FAILED, FetchService
+from faceid.fetching import FetchService
 from faceid.model import loads_document
 from faceid.tables import Inbox
+from faceid.worker import Worker
 
 log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 8028  # one of the five ports FaceID will call (443, 5000, 16003, 8883, 8028)
 #: get_result without images is a few KB; a generous cap that still stops abuse.
 DEFAULT_MAX_BODY = 256 * 1024
-_STOP = -1
 
 
 def signature(api_secret: str, data: str) -> str:
@@ -62,20 +66,24 @@ def sign_ok(api_secret: str, data: str, sign: str) -> bool:
 
 
 class NotifyReceiver:
-    """Verifies and stores callbacks; a worker thread completes them with a full fetch."""
+    """Verifies and stores callbacks and enqueues their fetch; hosts a fetch worker."""
 
     def __init__(self, engine: Engine, fetcher: FetchService | None, *, api_secret: str,
                  hash_key: bytes, actor: str = "notify", max_body: int = DEFAULT_MAX_BODY,
-                 fetch_tries: int = 3, retry_delay_s: float = 30.0) -> None:
+                 fetch_tries: int = 3, retry_delay_s: float = 30.0,
+                 worker_threads: int | None = None) -> None:
+        """``worker_threads``: threads of the hosted fetch worker (None: the fetcher's cap;
+        0: none, a separate ``python -m faceid worker`` runs the queue)."""
         if not api_secret:
             raise ValueError("the notify receiver needs the api_secret to check signatures")
         self.engine, self.fetcher = engine, fetcher
         self._secret, self._hash_key, self.actor = api_secret, hash_key, actor
         self.max_body = max_body
-        self._tries, self._retry_delay_s = fetch_tries, retry_delay_s
-        self._queue: queue.Queue[tuple[int, int]] = queue.Queue()
-        self._worker: threading.Thread | None = None
-        self._timers: list[threading.Timer] = []
+        self._tries = max(1, fetch_tries)
+        self.worker: Worker | None = None
+        if fetcher is not None and worker_threads != 0:
+            self.worker = Worker(fetcher, threads=worker_threads, name="notify-worker",
+                                 retry_delay_s=retry_delay_s)
         self.accepted = self.rejected = 0
 
     # ------------------------------------------------------------------ request side
@@ -99,90 +107,81 @@ class NotifyReceiver:
             log.warning("notify callback from %s refused: %s signature (%d bytes)", peer,
                         "missing" if len(sign) != 1 else "bad", len(body))
             return 403, "bad signature"
-        inbox_id = store.receive(self.engine, data[0].encode("utf-8"), source="notify",
-                                 origin=f"notify from {peer}")
+        raw = data[0].encode("utf-8")
+        inbox_id = store.receive(self.engine, raw, source="notify", origin=f"notify from {peer}")
         self.accepted += 1
-        self._queue.put((inbox_id, 1))
+        self._route(inbox_id, raw)
         log.info("notify callback from %s stored as inbox row %d", peer, inbox_id)
         return 200, "OK"
+
+    def _route(self, inbox_id: int, body: bytes) -> None:
+        """After the body is committed: enqueue the fetch of its biz_id, or store what the
+        callback holds when there is nothing to fetch with."""
+        biz_id = _biz_id_of(body)
+        if biz_id is None or self.fetcher is None:
+            # Not a result (kept in the inbox with the reason), or no FaceID to fetch from:
+            # the callback's own data is all there is.
+            store.process(self.engine, inbox_id, hash_key=self._hash_key, actor=self.actor)
+            return
+        with Session(self.engine) as s:
+            row = s.get(Inbox, inbox_id)
+            if row is not None and row.biz_id is None:
+                row.biz_id = biz_id
+                s.add(row)
+                s.commit()
+        self.fetcher.queue.enqueue([biz_id], self.actor, max_tries=self._tries)
+        if self.worker is not None:
+            self.worker.wake()
 
     # ------------------------------------------------------------------ worker side
 
     def start(self) -> None:
-        """Start the worker and queue any callback an earlier run stored but never finished."""
-        if self._worker is not None:
-            return
+        """Pick up callbacks an earlier run stored but never finished, then start the worker."""
         with Session(self.engine) as s:
-            pending = s.exec(select(Inbox.id).where(Inbox.source == "notify",
-                                                    col(Inbox.processed_at).is_(None))
-                             .order_by(col(Inbox.id))).all()
-        for inbox_id in pending:
-            if inbox_id is not None:
-                self._queue.put((inbox_id, 1))
-        self._worker = threading.Thread(target=self._run, name="faceid-notify-worker",
-                                        daemon=True)
-        self._worker.start()
+            pending = s.exec(select(Inbox.id, Inbox.biz_id).where(
+                Inbox.source == "notify", col(Inbox.processed_at).is_(None))
+                .order_by(col(Inbox.id))).all()
+        for inbox_id, biz_id in pending:
+            if inbox_id is None:
+                continue
+            if biz_id is not None and self.fetcher is not None:
+                self.fetcher.queue.enqueue([biz_id], self.actor, max_tries=self._tries)
+                continue
+            with Session(self.engine) as s:
+                row = s.get(Inbox, inbox_id)
+                body = row.body if row is not None else None
+            if body is not None:
+                self._route(inbox_id, body)
+        if self.worker is not None:
+            self.worker.start()
 
     def stop(self, timeout: float = 10.0) -> None:
-        for timer in self._timers:
-            timer.cancel()
-        if self._worker is not None:
-            self._queue.put((_STOP, 0))
-            self._worker.join(timeout)
-            self._worker = None
+        if self.worker is not None:
+            self.worker.stop(timeout)
+
+    def pending(self) -> int:
+        """Callbacks stored but not yet settled."""
+        with Session(self.engine) as s:
+            return len(s.exec(select(Inbox.id).where(
+                Inbox.source == "notify", col(Inbox.processed_at).is_(None))).all())
 
     def drain(self, timeout: float = 30.0) -> bool:
-        """Wait until every queued callback is handled (tests, shutdown). True if it was."""
+        """Wait until every stored callback is settled (tests, shutdown). True if it was."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self._queue.unfinished_tasks == 0 and not any(t.is_alive() for t in self._timers):
+            if self.pending() == 0:
                 return True
             time.sleep(0.02)
         return False
 
-    def _run(self) -> None:
-        while True:
-            inbox_id, attempt = self._queue.get()
-            try:
-                if inbox_id == _STOP:
-                    return
-                self.complete(inbox_id, attempt)
-            except Exception:
-                # The worker must outlive one bad row; the redacting filter scrubs the trace.
-                log.error("notify worker failed on inbox row %d", inbox_id, exc_info=True)
-            finally:
-                self._queue.task_done()
 
-    def complete(self, inbox_id: int, attempt: int = 1) -> str:
-        """Fetch the full result for one stored callback, then mark the callback done."""
-        with Session(self.engine) as s:
-            row = s.get(Inbox, inbox_id)
-            body = row.body if row is not None and row.processed_at is None else None
-        if body is None:
-            return "nothing to do"
-        try:
-            biz = loads_document(body).get("biz_info")
-            biz_id = biz.get("biz_id") if isinstance(biz, dict) else None
-        except DocumentError:
-            biz_id = None
-        if isinstance(biz_id, str) and biz_id.strip() and self.fetcher is not None:
-            outcome = self.fetcher.fetch(biz_id, self.actor)
-            log.info("notify biz_id=%s: fetch %s", biz_id, outcome.status)
-            if outcome.status == FAILED and attempt < self._tries:
-                # Maybe transient (network, FaceID busy): try again later rather than settle
-                # for the image-less callback copy, which would then be the write-once record.
-                self._later(inbox_id, attempt + 1)
-                return "fetch retry scheduled"
-        # Stores the callback's own data if the fetch did not store the biz_id (or refuses
-        # a body that is not a result, keeping it in the inbox with the reason).
-        result = store.process(self.engine, inbox_id, hash_key=self._hash_key, actor=self.actor)
-        return "stored from callback" if result.created else (result.error or "already stored")
-
-    def _later(self, inbox_id: int, attempt: int) -> None:
-        timer = threading.Timer(self._retry_delay_s, self._queue.put, ((inbox_id, attempt),))
-        timer.daemon = True
-        self._timers = [t for t in self._timers if t.is_alive()] + [timer]
-        timer.start()
+def _biz_id_of(body: bytes) -> str | None:
+    try:
+        biz = loads_document(body).get("biz_info")
+    except DocumentError:
+        return None
+    biz_id = biz.get("biz_id") if isinstance(biz, dict) else None
+    return biz_id.strip() if isinstance(biz_id, str) and biz_id.strip() else None
 
 
 # --------------------------------------------------------------------------- HTTP

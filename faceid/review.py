@@ -69,6 +69,7 @@ from faceid.errors import (  # noqa: F401 - the review errors are re-exported fr
     ReviewError,
     StaleCase,
 )
+from faceid.fetchqueue import describe_job
 from faceid.paging import RowsPage, page_count
 from faceid.permissions import Permission, PermissionDenied, may_second_review, require
 from faceid.tables import (
@@ -182,6 +183,18 @@ class FetchView:
     ok: bool
     stored: bool
     message: str
+    #: Another process holds the job and is still fetching: not a failure, look again soon.
+    pending: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class FetchQueueView:
+    """The fetch queue as the queue page shows it (no personal data: biz_ids and holders)."""
+
+    summary: str
+    #: Something a person may need to act on or wait for: jobs queued, running or failed.
+    attention: bool
+    rows: list[dict[str, Any]]
 
 
 # --------------------------------------------------------------------------- helpers
@@ -761,7 +774,25 @@ class ReviewService:
         with Session(self.engine) as s:
             stored = s.exec(select(Verification.id)
                             .where(Verification.biz_id == biz_id)).first() is not None
-        return FetchView(biz_id, ok, stored, str(getattr(out, "message", "")))
+        return FetchView(biz_id, ok, stored, str(getattr(out, "message", "")),
+                         pending=getattr(out, "status", None) == "pending")
+
+    def fetch_queue(self, actor: Actor, *, limit: int = 20) -> FetchQueueView | None:
+        """The durable fetch queue: counts, slots in use, the jobs not done (stale leases
+        named as such). None when this desk has no queue (no fetching configured)."""
+        _require(actor, Permission.VIEW_CASE)
+        fetch_queue = getattr(self.fetcher, "queue", None)
+        if fetch_queue is None:
+            return None
+        status = fetch_queue.status(limit=limit)
+        c = status.counts
+        summary = (f"{c['queued']} queued · {c['running']} running ({status.stale} stale) · "
+                   f"{c['failed']} failed · {c['done']} done · FaceID request slots "
+                   f"{status.slots_in_use} of {status.cap} in use")
+        rows = [{"state": "stale" if j.stale(status.now) else j.state, "biz_id": j.biz_id,
+                 "detail": describe_job(j, status.now)} for j in status.jobs]
+        return FetchQueueView(summary, status.active > 0 or status.stale > 0
+                              or c["failed"] > 0, rows)
 
 
 __all__ = [
@@ -772,6 +803,7 @@ __all__ = [
     "ActionResult",
     "CaseNotFound",
     "ClaimConflict",
+    "FetchQueueView",
     "FetchView",
     "LookupView",
     "NotAllowed",

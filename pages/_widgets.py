@@ -148,8 +148,28 @@ def lookup_box(service: Any, actor: Actor, prefix: str) -> None:
                 st.session_state.pop(state_key, None)
                 flash(pages.CASE_FLASH, "success", out.message)
                 pages.open_case(out.biz_id)
-            st.error("The fetch did not store a result.")
+            if getattr(out, "pending", False):
+                st.info("Another process is fetching this result right now; look it up again "
+                        "in a moment (no read was spent by this click).")
+            else:
+                st.error("The fetch did not store a result.")
             st.text(out.message)
+
+
+def fetch_queue_panel(service: Any, actor: Actor) -> None:
+    """The durable fetch queue at a glance; opened by itself when something is waiting,
+    running, stale or failed."""
+    view = service.fetch_queue(actor)
+    if view is None:
+        return
+    with st.expander(f"FaceID fetch queue: {view.summary}", expanded=False):
+        if not view.rows:
+            st.caption("Nothing queued, running or failed.")
+            return
+        st.caption("'stale': the process holding the job stopped renewing its lease (killed or "
+                   "cut off); the next worker takes it over and the ledger decides whether a "
+                   "read is left.")
+        table(view.rows, key="fetch_queue_table")
 
 
 def _is_review_error(exc: Exception) -> bool:

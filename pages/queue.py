@@ -76,6 +76,7 @@ def render(service: ReviewService, actor: Actor) -> None:
     st.session_state.pop(pages.VIEWED_KEY, None)
     st.title("Review queue")
     w.lookup_box(service, actor, "queue")
+    w.fetch_queue_panel(service, actor)
 
     f, sort, size = _filters(actor)
     page = int(st.session_state.get(PAGE_KEY, 1) or 1)

@@ -109,6 +109,7 @@ def review_ops(engine: Engine, svc: ReviewService, a: Actor,
         ("counts", P.VIEW_CASE, lambda: svc.counts(a)),
         ("open_case", P.VIEW_CASE, lambda: svc.open_case(first, a)),
         ("lookup", P.VIEW_CASE, lambda: svc.lookup(first, a)),
+        ("fetch_queue", P.VIEW_CASE, lambda: svc.fetch_queue(a)),
         ("reveal_pii", P.REVEAL_PII, lambda: svc.reveal_pii(first, a)),
         ("claim", P.CLAIM, claim),
         ("release (own claim)", P.CLAIM, release_own),
@@ -237,7 +238,7 @@ def _public(cls: type) -> set[str]:
 def test_every_public_service_method_is_covered() -> None:
     # A new service method must be added to the operation lists above (or here, with why).
     review = {"queue", "counts", "open_case", "lookup", "reveal_pii", "claim", "release",
-              "decide", "add_note", "next_case", "fetch"}
+              "decide", "add_note", "next_case", "fetch", "fetch_queue"}
     insights = {"failure_summary", "failure_details", "failures_by_day", "failed_cases",
                 "compare", "best_frames", "linked_cases", "case_options", "pass_rate",
                 "decisions_by_reviewer", "decision_latency", "backlog", "export_csv",

@@ -1,0 +1,53 @@
+"""``python -m faceid worker [--concurrency N]``: run the durable fetch queue until stopped.
+
+Any number of workers may run beside the desk, the notify receiver and ``fetch`` runs, on one
+machine or several sharing PostgreSQL: the queue's leases let exactly one of them read each
+biz_id, and the request slots keep all of them together within ``FACEID_MAX_CONCURRENCY``.
+SIGTERM or Ctrl-C stops claiming; the jobs under way finish first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from types import FrameType
+
+from faceid.commands import open_engine
+from faceid.commands.fetch import build_client
+from faceid.config import load_settings
+from faceid.fetching import FetchService
+from faceid.worker import Worker
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--concurrency", type=int, default=None, metavar="N",
+                   help="worker threads (default: FACEID_MAX_CONCURRENCY; requests in flight "
+                        "stay within that cap across all processes whatever N is)")
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    engine = open_engine(settings)
+    threads = max(1, args.concurrency or settings.max_concurrency)
+    client = build_client(settings, threads)
+    fetcher = FetchService(engine, lambda: client, settings)
+    worker = Worker(fetcher, threads=threads)
+
+    def stop(signum: int, _frame: FrameType | None) -> None:
+        print(f"worker: {signal.Signals(signum).name}, finishing the jobs under way",
+              file=sys.stderr, flush=True)
+        worker.stop_soon()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    print(f"worker {fetcher.queue.owner}: {threads} thread(s), deployment cap "
+          f"{settings.max_concurrency} request(s) in flight ({settings.mode_label}); "
+          "Ctrl-C stops it.", flush=True)
+    try:
+        worker.run_forever()
+    finally:
+        fetcher.queue.close()
+        client.close()
+    print(f"worker: stopped after {worker.runs} job(s).", flush=True)
+    return 0
