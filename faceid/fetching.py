@@ -50,7 +50,7 @@ from faceid.errors import (
 from faceid.fetchqueue import DONE, RUNNING, Claim, FetchQueue, JobView
 from faceid.fetchqueue import FAILED as JOB_FAILED
 from faceid.model import elide_images, loads_document
-from faceid.tables import FetchAttempt, Inbox, RawResponse, Verification
+from faceid.tables import FetchAttempt, FetchJob, Inbox, RawResponse, Verification
 from faceid.timeutil import as_utc, fmt, from_unix
 
 log = logging.getLogger(__name__)
@@ -473,9 +473,16 @@ class FetchService:
     def finish_received_answers(self) -> int:
         """Store FaceID answers an interrupted run received but never stored; return how many
         became cases. Callbacks are left alone: they wait for their fetch (with images)."""
+        now = self.queue.db_time()
+        # A body whose job is held by a live lease is its holder's to store (between its
+        # receive and its process): taking it would only make that run report it as "already
+        # stored". One left by a dead or finished holder is ours.
+        held = select(FetchJob.biz_id).where(FetchJob.state == RUNNING,
+                                             col(FetchJob.lease_until) >= now)
         with Session(self.engine) as s:
             ids = s.exec(select(Inbox.id).where(Inbox.source == "api",
-                                                col(Inbox.processed_at).is_(None))
+                                                col(Inbox.processed_at).is_(None),
+                                                col(Inbox.biz_id).not_in(held))
                          .order_by(col(Inbox.id))).all()
         hash_key = self._settings.hash_key()
         return sum(1 for i in ids if i is not None
