@@ -38,5 +38,12 @@ def test_every_db_action_is_in_the_readme() -> None:
         assert f"`db {choice}`" in README, choice
 
 
+def test_every_setting_is_in_the_readme() -> None:
+    from faceid.config import _ENV
+
+    for var in _ENV.values():
+        assert f"| `{var}` |" in README, var
+
+
 def test_two_commands_are_documented() -> None:
     assert "make run" in README and "make test" in README
