@@ -8,13 +8,23 @@ second. We report achieved / (C/L) (target >= 0.9) and the reads served beyond t
 The simulator runs in its own process, as FaceID would: in-process it would compete with the
 desk for the GIL and its CPU time would be billed to us.
 
+``--processes 1,2,4`` measures instead the deployment shape of issue 10: the biz_ids are
+enqueued in the durable queue and P ``python -m faceid worker`` processes (each with C
+threads, all sharing the deployment-wide cap C) fetch them; the clock runs from the enqueue to
+the last stored result. Reported beside the ceiling: reads served (must equal n: one per
+biz_id), over-quota reads (0) and the most requests the simulator saw in flight (≤ C).
+
     .venv/bin/python bench/fetch_throughput.py [--n 240] [--database-url URL]
+    .venv/bin/python bench/fetch_throughput.py --processes 1,2,4 --database-url URL
 """
 
 from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
+import os
+import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -55,6 +65,7 @@ def _serve(conn: Any, n: int, seed: int, latency: float, limit: int) -> None:
         conn.recv()  # "stop"
         conn.send({"over_quota_reads": state.over_quota_reads,
                    "max_in_flight": state.max_in_flight,
+                   "reads_served": sum(state.reads_served.values()),
                    "limit_answers": state.responses_by_code.get("CONCURRENCY_LIMIT_EXCEEDED", 0),
                    "total_requests": state.total_requests})
 
@@ -76,7 +87,8 @@ def run(n: int, latency: float, limit: int, seed: int, url: str | None) -> dict[
             client = FaceIDClient(KEY, SECRET, base_url, max_concurrency=limit,
                                   backoff_initial_s=0.05, backoff_max_s=0.5)
             service = FetchService(engine, lambda: client,
-                                   Settings(api_key=KEY, api_secret=SECRET, pii_key="bench"))
+                                   Settings(api_key=KEY, api_secret=SECRET, pii_key="bench",
+                                            max_concurrency=limit))
             started = time.perf_counter()
             summary = service.fetch_many(ids, "bench", concurrency=limit)
             elapsed = time.perf_counter() - started
@@ -94,13 +106,97 @@ def run(n: int, latency: float, limit: int, seed: int, url: str | None) -> dict[
             "limit_answers": sim["limit_answers"], "max_in_flight": sim["max_in_flight"]}
 
 
+def run_processes(n: int, latency: float, limit: int, seed: int, url: str | None,
+                  processes: int) -> dict[str, Any]:
+    """P worker processes on one database work a queue of n jobs."""
+    from sqlalchemy import func, select
+
+    from faceid.fetchqueue import FetchQueue
+    from faceid.tables import Verification
+
+    ids = [c["biz_info"]["biz_id"] for c in cases(n, seed)]
+    parent, child = mp.Pipe()
+    proc = mp.get_context("spawn").Process(target=_serve, args=(child, n, seed, latency, limit))
+    proc.start()
+    workers: list[subprocess.Popen] = []
+    try:
+        base_url = parent.recv()
+        with tempfile.TemporaryDirectory() as tmp:
+            db_url = url or f"sqlite:///{tmp}/bench.db"
+            engine = make_engine(db_url)
+            if url:
+                from sqlmodel import SQLModel
+
+                SQLModel.metadata.drop_all(engine)
+                with engine.begin() as conn:
+                    conn.exec_driver_sql("DROP TABLE IF EXISTS alembic_version")
+            schema.upgrade(engine)
+            env = {k: v for k, v in os.environ.items() if not k.startswith("FACEID_")}
+            env.update(PYTHONPATH=str(Path(__file__).resolve().parent.parent),
+                       DATABASE_URL=db_url, FACEID_BASE_URL=base_url, FACEID_API_KEY=KEY,
+                       FACEID_API_SECRET=SECRET, FACEID_PII_KEY="bench",
+                       FACEID_MAX_CONCURRENCY=str(limit))
+            for _ in range(processes):
+                workers.append(subprocess.Popen(
+                    [sys.executable, "-m", "faceid", "worker", "--concurrency", str(limit),
+                     "--poll-s", "0.02"], env=env, cwd=tmp, text=True,
+                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL))
+            for w in workers:  # each prints one line once it is polling
+                assert w.stdout is not None
+                w.stdout.readline()
+            started = time.perf_counter()
+            FetchQueue(engine, cap=limit).enqueue(ids, "bench")
+            count = select(func.count()).select_from(Verification)
+            while True:
+                with engine.connect() as conn:
+                    stored = int(conn.execute(count).scalar_one())
+                if stored >= n:
+                    break
+                time.sleep(0.02)
+                if time.perf_counter() - started > 300:
+                    raise RuntimeError("timed out")
+            elapsed = time.perf_counter() - started
+            for w in workers:
+                w.send_signal(signal.SIGTERM)
+            for w in workers:
+                w.wait(60)
+            engine.dispose()
+        parent.send("stop")
+        sim = parent.recv()
+    finally:
+        for w in workers:
+            if w.poll() is None:
+                w.kill()
+        proc.join(10)
+    rate = stored / elapsed
+    ceiling = limit / latency
+    return {"db": "postgres" if url else "sqlite", "P": processes, "n": n,
+            "L_ms": latency * 1000, "C": limit, "stored": stored, "elapsed_s": elapsed,
+            "rate": rate, "ceiling": ceiling, "ratio": rate / ceiling,
+            "reads": sim["reads_served"], "over_quota": sim["over_quota_reads"],
+            "max_in_flight": sim["max_in_flight"]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=240, help="results per configuration")
     parser.add_argument("--database-url", default=None,
                         help="a scratch PostgreSQL URL (its tables are dropped!); default SQLite")
+    parser.add_argument("--processes", default=None, metavar="1,2,4",
+                        help="worker-process counts to measure (the queue mode)")
     args = parser.parse_args()
     configs = [(0.200, 4), (0.100, 4), (0.100, 8), (0.050, 8)]
+    if args.processes:
+        cols = ("db", "P", "n", "L_ms", "C", "stored", "elapsed_s", "rate", "ceiling",
+                "ratio", "reads", "over_quota", "max_in_flight")
+        print(" | ".join(f"{c:>13}" for c in cols))
+        for i, (latency, limit) in enumerate([(0.100, 8), (0.050, 8)]):
+            for p in (int(x) for x in args.processes.split(",")):
+                row = run_processes(args.n, latency, limit, seed=10 * i + p, url=args.database_url,
+                                    processes=p)
+                print(" | ".join(f"{row[c]:>13.2f}" if isinstance(row[c], float)
+                                 else f"{row[c]:>13}" for c in cols), flush=True)
+        return
     cols = ("db", "n", "L_ms", "C", "stored", "elapsed_s", "rate", "ceiling", "ratio",
             "over_quota", "limit_answers", "max_in_flight")
     print(" | ".join(f"{c:>13}" for c in cols))

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from faceid import store
+from faceid.fetchqueue import FetchQueue
 from faceid.simulator import generate_result
 
 #: ``person_doc(biz_no=...)`` default: keep the biz_no the simulator generated.
@@ -62,6 +63,8 @@ class FakeFetcher:
         self.engine, self.raise_exc, self.hash_key, self.seed = engine, raise_exc, hash_key, seed
         self.quota = quota or FakeQuota()
         self.fetched: list[tuple[str, str]] = []
+        #: The real queue on the same database (the queue page's panel reads it).
+        self.queue = FetchQueue(engine)
 
     def lookup(self, biz_id: str, actor: str) -> FakeLookup:
         return FakeLookup(biz_id, False, self.quota, "Not in the store yet. FaceID: ...")

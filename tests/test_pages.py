@@ -122,6 +122,26 @@ def test_queue_page_smoke(service: ReviewService) -> None:
     assert not at.dataframe and any("No case matches" in i.value for i in at.info)
 
 
+def test_queue_page_shows_the_fetch_queue_and_stale_leases(service: ReviewService) -> None:
+    import time
+
+    from faceid.fetchqueue import FetchQueue
+
+    dead = FetchQueue(service.engine, owner="host-b:4242:dead", lease_s=0.05)
+    dead.enqueue(["1760000000,held-by-a-dead-worker", "1760000000,waiting"], "cron")
+    dead.claim("1760000000,held-by-a-dead-worker")
+    dead.close()
+    time.sleep(0.1)
+    at = page(queue_app, service)
+    no_exception(at)
+    (panel,) = [e for e in at.expander if e.label.startswith("FaceID fetch queue")]
+    assert "1 queued" in panel.label and "1 running (1 stale)" in panel.label
+    jobs = panel.dataframe[0].value
+    row = jobs[jobs["biz_id"] == "1760000000,held-by-a-dead-worker"].iloc[0]
+    assert row["state"] == "stale"
+    assert row["detail"].startswith("STALE: host-b:4242:dead stopped renewing its lease")
+
+
 def test_case_page_smoke(service: ReviewService) -> None:
     biz = next(d["biz_info"]["biz_id"] for d in docs()
                if d.get("images") and d["status"] == "OK")

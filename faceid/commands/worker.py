@@ -17,13 +17,17 @@ from faceid.commands import open_engine
 from faceid.commands.fetch import build_client
 from faceid.config import load_settings
 from faceid.fetching import FetchService
-from faceid.worker import Worker
+from faceid.worker import DEFAULT_IDLE_S, Worker
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--concurrency", type=int, default=None, metavar="N",
                    help="worker threads (default: FACEID_MAX_CONCURRENCY; requests in flight "
                         "stay within that cap across all processes whatever N is)")
+    p.add_argument("--poll-s", type=float, default=DEFAULT_IDLE_S, metavar="S",
+                   help=f"how often an idle thread asks the queue for work (default "
+                        f"{DEFAULT_IDLE_S}; a job enqueued by another process waits up to "
+                        "this long)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -32,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     threads = max(1, args.concurrency or settings.max_concurrency)
     client = build_client(settings, threads)
     fetcher = FetchService(engine, lambda: client, settings)
-    worker = Worker(fetcher, threads=threads)
+    worker = Worker(fetcher, threads=threads, idle_s=max(0.01, args.poll_s))
 
     def stop(signum: int, _frame: FrameType | None) -> None:
         print(f"worker: {signal.Signals(signum).name}, finishing the jobs under way",
