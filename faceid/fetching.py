@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import queue
+import random
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -47,8 +48,7 @@ from faceid.errors import (
     ResultNotFound,
     TransportError,
 )
-from faceid.fetchqueue import DONE, RUNNING, Claim, FetchQueue, JobView
-from faceid.fetchqueue import FAILED as JOB_FAILED
+from faceid.fetchqueue import RUNNING, Claim, FetchQueue, JobView
 from faceid.model import elide_images, loads_document
 from faceid.tables import FetchAttempt, FetchJob, Inbox, RawResponse, Verification
 from faceid.timeutil import as_utc, fmt, from_unix
@@ -274,10 +274,11 @@ class LedgerLog:
                     self._slot = slot
                 self.calls += 1
                 return int(token)
-            # Every slot is held (here or by another process): wait for one to free.
+            # Every slot is held (here or by another process): wait for one to free. A slot
+            # this process frees wakes us at once; another process's is seen by asking again.
             assert self._queue is not None
-            self._queue.wait_for_slot(pause)
-            pause = min(pause * 2, 0.05)
+            self._queue.wait_for_slot(pause * random.uniform(0.5, 1.5))
+            pause = min(pause * 2, 0.1)
 
     def after(self, token: Any, outcome: str, http_status: int | None) -> None:
         self.last_outcome, self.last_status = outcome, http_status
@@ -382,14 +383,23 @@ class FetchService:
             now=self.now(),
         )
 
-    def _state(self, biz_id: str) -> tuple[int | None, str | None, QuotaInfo]:
+    def _state(self, biz_id: str, *, leftover: list[int] | None = None
+               ) -> tuple[int | None, str | None, QuotaInfo]:
         """(verification id, stored body sha256, quota) in one transaction: on SQLite every
-        transaction takes the write lock (BEGIN IMMEDIATE), so fewer is faster."""
+        transaction takes the write lock (BEGIN IMMEDIATE), so fewer is faster. With
+        ``leftover``, also appends the inbox id of an answer received for this biz_id but
+        never stored (an interrupted run's)."""
         with Session(self.engine) as s:
             row = s.exec(select(Verification.id, RawResponse.original_sha256)
                          .join(RawResponse, isouter=True)
                          .where(Verification.biz_id == biz_id)).first()
             q = self._quota(s, biz_id)
+            if leftover is not None and row is None:
+                inbox_id = s.exec(select(Inbox.id).where(
+                    Inbox.biz_id == biz_id, Inbox.source == "api",
+                    col(Inbox.processed_at).is_(None)).order_by(col(Inbox.id))).first()
+                if inbox_id is not None:
+                    leftover.append(inbox_id)
         return (row[0], row[1], q) if row else (None, None, q)
 
     def lookup(self, biz_id: str, actor: str | Any) -> LookupResult:
@@ -458,13 +468,13 @@ class FetchService:
             log.error("fetch biz_id=%s crashed", biz_id, exc_info=True)
             outcome = FetchOutcome(biz_id, FAILED, f"Unexpected error ({type(exc).__name__}).")
             error = exc
-        state = self.queue.finish(
+        finished = self.queue.finish(
             claim, ok=outcome.ok, status=outcome.status, message=outcome.message,
             code=outcome.code, http_status=outcome.http_status,
             verification_id=outcome.verification_id,
             retry_in_s=(self.retry_delay_s if retry_in_s is None else retry_in_s)
             if outcome.status == FAILED else None)
-        if state in (DONE, JOB_FAILED):
+        if finished.callbacks_waiting:
             self.settle_callbacks(biz_id)
         if reraise and error is not None:
             raise error
@@ -503,31 +513,22 @@ class FetchService:
                               actor="notify")
         return len(ids)
 
-    def _leftover_answer(self, biz_id: str, actor: str) -> store.Stored | None:
-        """An answer an interrupted run received but never stored: store it instead of
-        spending another read on the same result."""
-        with Session(self.engine) as s:
-            inbox_id = s.exec(select(Inbox.id).where(
-                Inbox.biz_id == biz_id, Inbox.source == "api",
-                col(Inbox.processed_at).is_(None)).order_by(col(Inbox.id))).first()
-        if inbox_id is None:
-            return None
-        result = store.process(self.engine, inbox_id, hash_key=self._settings.hash_key(),
-                               actor=actor)
-        return result if result.verification_id is not None else None
-
     def _fetch_locked(self, biz_id: str, actor: str, refetch: bool, client: FaceIDClient,
                       slot: AbstractContextManager[Any]) -> FetchOutcome:
         """The fetch itself; the caller holds the job's lease (no one else reads biz_id)."""
-        vid, stored_sha, q = self._state(biz_id)
+        leftover: list[int] = []
+        vid, stored_sha, q = self._state(biz_id, leftover=leftover)
         if vid is not None and not refetch:
             return FetchOutcome(biz_id, ALREADY, "Already stored; FaceID was not called.", vid)
-        if vid is None:
-            leftover = self._leftover_answer(biz_id, actor)
-            if leftover is not None:
+        if leftover:
+            # An answer an interrupted run received but never stored: store it instead of
+            # spending another read on the same result.
+            kept = store.process(self.engine, leftover[0], hash_key=self._settings.hash_key(),
+                                 actor=actor)
+            if kept.verification_id is not None:
                 return FetchOutcome(biz_id, STORED, "Stored the answer an interrupted run had "
                                     "received; FaceID was not called again.",
-                                    leftover.verification_id, "OK", 200, 0)
+                                    kept.verification_id, "OK", 200, 0)
         if vid is not None and not q.can_read:
             raise QuotaExhausted(f"Refetch refused. {q.describe()}")
         if vid is None and not q.first_fetch_allowed:

@@ -39,7 +39,7 @@ from sqlalchemy import Connection, Engine, Float, and_, case, cast, func, or_, s
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.pool import StaticPool
 
-from faceid.tables import FetchJob, FetchSlot
+from faceid.tables import FetchJob, FetchSlot, Inbox
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,7 @@ _CHUNK = 500
 
 J = FetchJob.__table__.c
 S = FetchSlot.__table__.c
+I = Inbox.__table__.c  # noqa: E741 - the inbox's columns, beside J and S
 
 
 def db_now(dialect: str) -> Any:
@@ -81,6 +82,14 @@ class Claim:
     tries: int
     max_tries: int
     requested_by: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    """What ``finish`` left: the job's state, and whether callbacks wait on the outcome."""
+
+    state: str
+    callbacks_waiting: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,9 +204,9 @@ class FetchQueue:
 
     def enqueue(self, biz_ids: Iterable[str], requested_by: str, *, refetch: bool = False,
                 max_tries: int = 1) -> dict[str, int]:
-        """Ask for ``biz_ids`` (idempotent per biz_id); return for each the number of runs
-        that had *finished* or been given up before this request (``tries`` less a run under
-        way), so a waiter can tell when a run that answers its request has finished.
+        """Ask for ``biz_ids`` (idempotent per biz_id); return for each a mark: once the job is
+        not running and its ``tries`` exceed the mark, a run that answers this request has
+        finished (its outcome is on the job).
 
         A finished job asked for again goes back to the queue with ``max_tries`` more tries
         (the fetch itself answers "already stored" without a call if it is); a job waiting
@@ -229,40 +238,55 @@ class FetchQueue:
                     queued["refetch"] = True
                 conn.execute(update(FetchJob.__table__)
                              .where(J.biz_id.in_(chunk), J.state == QUEUED).values(**queued))
-                # A run already under way counts as "after": it will finish after we asked.
-                started = J.tries - case((J.state == RUNNING, 1), else_=0)
+                # Unless the job still waits in the queue, its latest run answers us: a run
+                # under way finishes after we asked, and a job found finished here was
+                # re-queued by us (or running) above, so it finished after we asked too
+                # (on PostgreSQL another process can finish it between our statements).
+                started = J.tries - case((J.state == QUEUED, 0), else_=1)
                 out.update((b, int(t)) for b, t in conn.execute(
                     select(J.biz_id, started).where(J.biz_id.in_(chunk))).all())
         return out
 
     def claim(self, biz_id: str) -> Claim | None:
         """Take the lease of ``biz_id``'s job if nobody holds a live one; None otherwise."""
-        return self._claim(J.biz_id == biz_id)
+        claims = self._claim(J.biz_id == biz_id)
+        return claims[0] if claims else None
 
     def claim_next(self) -> Claim | None:
-        """Take the lease of the oldest due job (a worker's loop)."""
-        pick = (select(J.id).where(self._claimable()).order_by(J.id).limit(1)
-                .with_for_update(skip_locked=True).scalar_subquery())
-        return self._claim(J.id == pick)
+        """Take the lease of the oldest due job."""
+        claims = self.claim_batch(1)
+        return claims[0] if claims else None
 
-    def _claim(self, which: Any) -> Claim | None:
+    def claim_batch(self, n: int) -> list[Claim]:
+        """Take the leases of up to ``n`` of the oldest due jobs in one transaction (a
+        worker's dispatcher: one poll per process, not one per idle thread)."""
+        # A materialised CTE, not ``id IN (subquery)``: PostgreSQL may run an IN subquery
+        # again for every row it updates (clock_timestamp() is volatile), and one claim then
+        # took every due job. The CTE picks once.
+        picked = (select(J.id).where(self._claimable()).order_by(J.id).limit(max(1, n))
+                  .with_for_update(skip_locked=True).cte("picked")
+                  .prefix_with("MATERIALIZED", dialect="postgresql"))
+        return self._claim(J.id == picked.c.id)
+
+    def _claim(self, which: Any) -> list[Claim]:
         now = self._now()
         stmt = (update(FetchJob.__table__).where(which, self._claimable())
                 .values(state=RUNNING, lease_owner=self.owner, lease_until=now + self.lease_s,
                         started_at=now, tries=J.tries + 1)
                 .returning(J.id, J.biz_id, J.refetch, J.tries, J.max_tries, J.requested_by))
         with self.engine.begin() as conn:
-            row = conn.execute(stmt).first()
-        if row is None:
-            return None
-        self._hold(jobs=[row.id])
-        return Claim(row.id, row.biz_id, bool(row.refetch), row.tries, row.max_tries,
-                     row.requested_by)
+            rows = conn.execute(stmt).all()
+        if rows:
+            self._hold(jobs=[r.id for r in rows])
+        return sorted((Claim(r.id, r.biz_id, bool(r.refetch), r.tries, r.max_tries,
+                             r.requested_by) for r in rows), key=lambda c: c.job_id)
 
     def finish(self, claim: Claim, *, ok: bool, status: str, message: str,
                code: str | None = None, http_status: int | None = None,
-               verification_id: int | None = None, retry_in_s: float | None = None) -> str:
-        """Record a run's outcome and give the lease back; return the job's new state.
+               verification_id: int | None = None,
+               retry_in_s: float | None = None) -> Finished:
+        """Record a run's outcome and give the lease back; return the job's new state, and
+        (once final) whether stored callbacks of the biz_id wait to be settled.
 
         ``retry_in_s`` (a transient failure with tries left) puts the job back in the queue,
         due after that many seconds; otherwise a failure is final until someone asks again.
@@ -278,17 +302,24 @@ class FetchQueue:
         }
         if ok:
             values["refetch"] = False
+        callbacks = False
         with self.engine.begin() as conn:
             done = conn.execute(update(FetchJob.__table__)
                                 .where(J.id == claim.job_id, J.lease_owner == self.owner,
                                        J.state == RUNNING).values(**values)).rowcount
+            if state != QUEUED:
+                # Asked here, in the same transaction, so the common case (no callback) costs
+                # no transaction of its own.
+                callbacks = conn.execute(select(I.id).where(
+                    I.source == "notify", I.biz_id == claim.biz_id,
+                    I.processed_at.is_(None)).limit(1)).first() is not None
         self._let_go(jobs=[claim.job_id])
         if not done:
             # Our lease ran out and another process took the job over: its run stands (the
             # store is idempotent by biz_id, and the ledger counted our read).
             log.warning("fetch job for biz_id=%s was taken over after its lease expired",
                         claim.biz_id)
-        return state
+        return Finished(state, callbacks)
 
     def release(self, claim: Claim) -> None:
         """Give a job back without having run it (the batch was stopped)."""
@@ -361,8 +392,9 @@ class FetchQueue:
         now = self._now()
         free = or_(S.holder.is_(None), S.lease_until < now)
         pick = (select(S.slot).where(S.slot < self.cap, free).order_by(S.slot).limit(1)
-                .with_for_update(skip_locked=True).scalar_subquery())
-        slot = conn.execute(update(FetchSlot.__table__).where(S.slot == pick, free)
+                .with_for_update(skip_locked=True).cte("pick")
+                .prefix_with("MATERIALIZED", dialect="postgresql"))
+        slot = conn.execute(update(FetchSlot.__table__).where(S.slot == pick.c.slot, free)
                             .values(holder=self.owner, biz_id=biz_id, acquired_at=now,
                                     lease_until=now + self.lease_s)
                             .returning(S.slot)).scalar()
@@ -453,6 +485,7 @@ __all__ = [
     "RUNNING",
     "Claim",
     "FetchQueue",
+    "Finished",
     "JobView",
     "QueueStatus",
     "db_now",

@@ -10,10 +10,13 @@ one in demo mode (so ``make run`` needs no extra terminal).
 from __future__ import annotations
 
 import logging
+import queue
 import random
 import threading
 
+from faceid.client import FaceIDClient
 from faceid.fetching import FetchService
+from faceid.fetchqueue import Claim
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +25,10 @@ DEFAULT_IDLE_S = 0.5
 
 
 class Worker:
-    """``threads`` threads that each claim the oldest due job, run it, and ask again."""
+    """A dispatcher thread claims due jobs — as many as there are idle run threads, in one
+    transaction — and ``threads`` run threads run them. One poll per process, not one per idle
+    thread: many idle workers would otherwise keep the database (SQLite's single writer above
+    all) busy answering "nothing to do"."""
 
     def __init__(self, fetcher: FetchService, *, threads: int | None = None,
                  idle_s: float = DEFAULT_IDLE_S, name: str = "worker",
@@ -36,7 +42,9 @@ class Worker:
         self.runs = 0
         self._stop = threading.Event()
         self._wake = threading.Event()
-        self._lock = threading.Lock()
+        self._idle = threading.Condition()
+        self._idle_threads = 0
+        self._jobs: queue.SimpleQueue[Claim | None] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
 
     @property
@@ -53,8 +61,13 @@ class Worker:
             self.fetcher.finish_received_answers()
         except Exception as exc:  # the queue work does not depend on it
             log.warning("worker: pending bodies not processed (%s)", type(exc).__name__)
-        self._threads = [threading.Thread(target=self._loop, name=f"faceid-{self.name}-{i}",
-                                          daemon=True) for i in range(self.threads)]
+        self._idle_threads = self.threads
+        client = self.fetcher.client()
+        self._threads = [threading.Thread(target=self._run, args=(client,), daemon=True,
+                                          name=f"faceid-{self.name}-{i}")
+                         for i in range(self.threads)]
+        self._threads.append(threading.Thread(target=self._dispatch, daemon=True,
+                                              name=f"faceid-{self.name}-dispatch"))
         for t in self._threads:
             t.start()
 
@@ -66,39 +79,69 @@ class Worker:
         """Ask the threads to stop after their current job (safe from a signal handler)."""
         self._stop.set()
         self._wake.set()
+        with self._idle:
+            self._idle.notify_all()
 
     def stop(self, timeout: float = 30.0) -> None:
         """Stop claiming; jobs under way finish (their leases are given back)."""
-        self._stop.set()
-        self._wake.set()
+        self.stop_soon()
         for t in self._threads:
             t.join(timeout)
         self._threads = []
 
     def run_forever(self) -> None:
-        """The CLI verb: run until ``stop`` (a signal handler) is called."""
+        """The CLI verb: run until ``stop_soon`` (a signal handler) is called."""
         self.start()
         while not self._stop.wait(1.0):
             pass
         self.stop()
 
-    def _loop(self) -> None:
-        client = self.fetcher.client()
-        while not self._stop.is_set():
+    def _dispatch(self) -> None:
+        try:
+            while not self._stop.is_set():
+                with self._idle:
+                    while self._idle_threads == 0 and not self._stop.is_set():
+                        self._idle.wait(1.0)
+                    want = self._idle_threads
+                if self._stop.is_set():
+                    break
+                try:
+                    claims = self.fetcher.queue.claim_batch(want)
+                except Exception as exc:  # the database is away: try again later
+                    log.warning("worker: claim failed (%s)", type(exc).__name__)
+                    claims = []
+                if not claims:
+                    # Jitter: the dispatchers of many processes should not poll in lockstep.
+                    self._wake.wait(self.idle_s * random.uniform(0.5, 1.5))
+                    self._wake.clear()
+                    continue
+                with self._idle:
+                    self._idle_threads -= len(claims)
+                for claim in claims:
+                    self._jobs.put(claim)
+        finally:
+            # Hand back anything claimed but not started, so no job waits for a lease to run
+            # out; then tell each run thread to stop.
+            while True:
+                try:
+                    left = self._jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if left is not None:
+                    self.fetcher.queue.release(left)
+            for _ in range(self.threads):
+                self._jobs.put(None)
+
+    def _run(self, client: FaceIDClient) -> None:
+        while (claim := self._jobs.get()) is not None:
             try:
-                claim = self.fetcher.queue.claim_next()
-            except Exception as exc:  # the database is away: try again later
-                log.warning("worker: claim failed (%s)", type(exc).__name__)
-                claim = None
-            if claim is None:
-                # Jitter: idle workers of many processes should not poll in lockstep.
-                self._wake.wait(self.idle_s * random.uniform(0.5, 1.5))
-                self._wake.clear()
-                continue
-            outcome = self.fetcher.run_claim(claim, client, retry_in_s=self.retry_delay_s)
-            with self._lock:
-                self.runs += 1
-            log.info("worker: biz_id=%s %s", claim.biz_id, outcome.status)
+                outcome = self.fetcher.run_claim(claim, client, retry_in_s=self.retry_delay_s)
+                log.info("worker: biz_id=%s %s", claim.biz_id, outcome.status)
+            finally:
+                with self._idle:
+                    self.runs += 1
+                    self._idle_threads += 1
+                    self._idle.notify_all()
 
 
 __all__ = ["DEFAULT_IDLE_S", "Worker"]

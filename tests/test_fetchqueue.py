@@ -40,12 +40,20 @@ def test_only_one_claim_wins(engine) -> None:
     assert job.state == RUNNING and job.lease_owner == "one"
 
 
+def test_claim_batch_takes_at_most_n_oldest_due_jobs(engine) -> None:
+    q = FetchQueue(engine)
+    q.enqueue([f"j{i}" for i in range(10)], "cron")
+    assert [c.biz_id for c in q.claim_batch(1)] == ["j0"]
+    assert [c.biz_id for c in q.claim_batch(3)] == ["j1", "j2", "j3"]
+    assert q.status().counts == {QUEUED: 6, RUNNING: 4, DONE: 0, FAILED: 0}
+
+
 def test_finish_done_and_asking_again_requeues_with_more_tries(engine) -> None:
     q = FetchQueue(engine)
     q.enqueue(["a"], "alice")
     claim = q.claim("a")
     assert q.finish(claim, ok=True, status="stored", message="Fetched and stored.",
-                    code="OK", http_status=200, verification_id=7) == DONE
+                    code="OK", http_status=200, verification_id=7).state == DONE
     job = q.job("a")
     assert (job.state, job.last_status, job.verification_id, job.lease_owner) == (
         DONE, "stored", 7, None)
@@ -68,7 +76,7 @@ def test_transient_failure_with_tries_left_waits_for_its_retry(engine) -> None:
     q.enqueue(["a"], "notify", max_tries=2)
     claim = q.claim("a")
     assert q.finish(claim, ok=False, status="failed", message="network",
-                    retry_in_s=3600) == QUEUED
+                    retry_in_s=3600).state == QUEUED
     assert q.claim_next() is None  # not due for an hour
     status = q.status()
     assert status.retry_waiting == 1
@@ -79,7 +87,7 @@ def test_transient_failure_with_tries_left_waits_for_its_retry(engine) -> None:
     assert claim is not None and claim.tries == 2
     # The last try fails for good.
     assert q.finish(claim, ok=False, status="failed", message="network again",
-                    retry_in_s=3600) == FAILED
+                    retry_in_s=3600).state == FAILED
 
 
 def test_final_failures_are_not_retried(engine) -> None:
@@ -87,7 +95,7 @@ def test_final_failures_are_not_retried(engine) -> None:
     q.enqueue(["a"], "notify", max_tries=3)
     claim = q.claim("a")
     # The caller passes no retry for final outcomes (not found, expired).
-    assert q.finish(claim, ok=False, status="not_found", message="gone") == FAILED
+    assert q.finish(claim, ok=False, status="not_found", message="gone").state == FAILED
     assert q.claim_next() is None
 
 
