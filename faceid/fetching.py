@@ -18,6 +18,7 @@ desk is the system of record and every read is precious:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import queue
@@ -468,6 +469,13 @@ class FetchService:
             log.error("fetch biz_id=%s crashed", biz_id, exc_info=True)
             outcome = FetchOutcome(biz_id, FAILED, f"Unexpected error ({type(exc).__name__}).")
             error = exc
+        except BaseException:
+            # Interrupted (Ctrl-C, SystemExit): hand the job back now rather than leave it to
+            # the heartbeat of a process that may live on, or to a 60 s lease after it dies.
+            # A request that went out is in the ledger, which counts it as a spent read.
+            with contextlib.suppress(Exception):
+                self.queue.release(claim)
+            raise
         finished = self.queue.finish(
             claim, ok=outcome.ok, status=outcome.status, message=outcome.message,
             code=outcome.code, http_status=outcome.http_status,
