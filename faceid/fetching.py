@@ -32,12 +32,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, func, insert, update
+from sqlalchemy import Connection, Engine, func, insert, update
 from sqlmodel import Session, col, select
 
 from faceid import audit, store
 from faceid.client import RETURN_IMAGE_ALL, FaceIDClient
 from faceid.config import Settings
+from faceid.db import reader
 from faceid.errors import (
     APIError,
     AuthenticationError,
@@ -304,11 +305,6 @@ class LedgerLog:
 _FA = FetchAttempt.__table__.c
 
 
-def _ledger(s: Session, biz_id: str) -> list[FetchAttempt]:
-    return list(s.exec(select(FetchAttempt).where(FetchAttempt.biz_id == biz_id)
-                       .order_by(col(FetchAttempt.id))).all())
-
-
 class _Stopped(Exception):
     """A batch was told to stop calling FaceID (an earlier answer refused every call)."""
 
@@ -342,6 +338,7 @@ class FetchService:
                  fetch_queue: FetchQueue | None = None, wait_s: float | None = None,
                  retry_delay_s: float = 30.0) -> None:
         self.engine = engine
+        self._reader = reader(engine)
         self._client_factory = client_factory
         self._settings = settings
         self._clock = clock
@@ -368,37 +365,38 @@ class FetchService:
         return dt
 
     def quota(self, biz_id: str) -> QuotaInfo:
-        with Session(self.engine) as s:
-            return self._quota(s, biz_id)
+        with self._reader.connect() as conn:
+            return self._quota(conn, biz_id)
 
-    def _quota(self, s: Session, biz_id: str) -> QuotaInfo:
-        rows = _ledger(s, biz_id)
-        used = sum(attempt_spent(r.outcome, r.http_status) for r in rows)
+    def _quota(self, conn: Connection, biz_id: str) -> QuotaInfo:
+        rows = conn.execute(select(_FA.outcome, _FA.http_status, _FA.started_at)
+                            .where(_FA.biz_id == biz_id).order_by(_FA.id)).all()
+        used = sum(attempt_spent(o, h) for o, h, _ in rows)
         start = biz_id_started(biz_id)
         if start is None and rows:
             start = as_utc(rows[0].started_at)
         return QuotaInfo(
             biz_id=biz_id, reads_used=used, attempts=len(rows),
             deadline=start + WINDOW if start else None,
-            known_destroyed=any(r.outcome == DataDestroyed.code for r in rows),
+            known_destroyed=any(o == DataDestroyed.code for o, _, _ in rows),
             now=self.now(),
         )
 
     def _state(self, biz_id: str, *, leftover: list[int] | None = None
                ) -> tuple[int | None, str | None, QuotaInfo]:
-        """(verification id, stored body sha256, quota) in one transaction: on SQLite every
-        transaction takes the write lock (BEGIN IMMEDIATE), so fewer is faster. With
-        ``leftover``, also appends the inbox id of an answer received for this biz_id but
-        never stored (an interrupted run's)."""
-        with Session(self.engine) as s:
-            row = s.exec(select(Verification.id, RawResponse.original_sha256)
-                         .join(RawResponse, isouter=True)
-                         .where(Verification.biz_id == biz_id)).first()
-            q = self._quota(s, biz_id)
+        """(verification id, stored body sha256, quota) in one read transaction (Core rows,
+        not ORM objects: this runs before every fetch). With ``leftover``, also appends the
+        inbox id of an answer received for this biz_id but never stored (an interrupted
+        run's)."""
+        with self._reader.connect() as conn:
+            row = conn.execute(select(Verification.id, RawResponse.original_sha256)
+                               .join(RawResponse, isouter=True)
+                               .where(Verification.biz_id == biz_id)).first()
+            q = self._quota(conn, biz_id)
             if leftover is not None and row is None:
-                inbox_id = s.exec(select(Inbox.id).where(
+                inbox_id = conn.execute(select(Inbox.id).where(
                     Inbox.biz_id == biz_id, Inbox.source == "api",
-                    col(Inbox.processed_at).is_(None)).order_by(col(Inbox.id))).first()
+                    col(Inbox.processed_at).is_(None)).order_by(col(Inbox.id))).scalar()
                 if inbox_id is not None:
                     leftover.append(inbox_id)
         return (row[0], row[1], q) if row else (None, None, q)
@@ -497,7 +495,7 @@ class FetchService:
         # stored". One left by a dead or finished holder is ours.
         held = select(FetchJob.biz_id).where(FetchJob.state == RUNNING,
                                              col(FetchJob.lease_until) >= now)
-        with Session(self.engine) as s:
+        with Session(self._reader) as s:
             ids = s.exec(select(Inbox.id).where(Inbox.source == "api",
                                                 col(Inbox.processed_at).is_(None),
                                                 col(Inbox.biz_id).not_in(held))
@@ -510,7 +508,7 @@ class FetchService:
         """Finish the stored callbacks of ``biz_id`` once its fetch is final: duplicates of a
         stored result are marked done; if the fetch failed for good, the callback's own data
         (no images) becomes the record, so the case is not lost."""
-        with Session(self.engine) as s:
+        with Session(self._reader) as s:
             ids = s.exec(select(Inbox.id).where(Inbox.source == "notify",
                                                 Inbox.biz_id == biz_id,
                                                 col(Inbox.processed_at).is_(None))

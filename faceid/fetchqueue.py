@@ -39,6 +39,7 @@ from sqlalchemy import Connection, Engine, Float, and_, case, cast, func, or_, s
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.pool import StaticPool
 
+from faceid.db import reader
 from faceid.tables import FetchJob, FetchSlot, Inbox
 
 log = logging.getLogger(__name__)
@@ -168,6 +169,7 @@ class FetchQueue:
         if cap < 1:
             raise ValueError("the concurrency cap must be at least 1")
         self.engine = engine
+        self._reader = reader(engine)
         self.cap = cap
         self.lease_s = float(lease_s)
         self.owner = (owner or default_owner())[:128]
@@ -190,7 +192,7 @@ class FetchQueue:
         return dialect.insert(table)
 
     def db_time(self) -> float:
-        with self.engine.connect() as conn:
+        with self._reader.connect() as conn:
             return float(conn.execute(select(self._now())).scalar_one())
 
     def _claimable(self) -> Any:
@@ -345,7 +347,7 @@ class FetchQueue:
     def jobs(self, biz_ids: Iterable[str]) -> dict[str, JobView]:
         ids = list(biz_ids)
         out: dict[str, JobView] = {}
-        with self.engine.connect() as conn:
+        with self._reader.connect() as conn:
             for chunk in _chunks(ids):
                 for row in conn.execute(select(FetchJob.__table__)
                                         .where(J.biz_id.in_(chunk))):
@@ -356,7 +358,7 @@ class FetchQueue:
         return self.jobs([biz_id]).get(biz_id)
 
     def status(self, *, limit: int = 50) -> QueueStatus:
-        with self.engine.connect() as conn:
+        with self._reader.connect() as conn:
             now = float(conn.execute(select(self._now())).scalar_one())
             counts = {s: 0 for s in STATES}
             counts.update((st, int(n)) for st, n in conn.execute(
