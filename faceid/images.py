@@ -13,7 +13,7 @@ import binascii
 import hashlib
 import io
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from PIL import Image, UnidentifiedImageError
 
@@ -36,6 +36,8 @@ class DecodedImage:
     width: int | None = None
     height: int | None = None
     mime: str | None = None
+    #: sha256 of ``data``, computed once by ``check_jpeg`` (the store reads it several times).
+    digest: str | None = field(default=None, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -43,6 +45,8 @@ class DecodedImage:
 
     @property
     def sha256(self) -> str | None:
+        if self.digest is not None:
+            return self.digest
         return hashlib.sha256(self.data).hexdigest() if self.data is not None else None
 
     @property
@@ -63,10 +67,20 @@ def decode_data_uri(kind: str, value: object) -> DecodedImage | None:
     payload = value[m.end():] if m else value  # bare base64 is accepted too
     mime = (m.group("mime") or "").lower() if m else None
     try:
-        data = base64.b64decode(_WS.sub("", payload), validate=True)
+        data = _b64decode(payload)
     except (binascii.Error, ValueError):
         return DecodedImage(kind, None, "the base64 text is malformed", mime=mime)
     return check_jpeg(kind, data, mime=mime)
+
+
+def _b64decode(payload: str) -> bytes:
+    """Strict base64, tolerating whitespace (line-wrapped payloads). The whitespace regex is
+    only run when the strict decode fails: scanning every 12 KB payload with it cost ~100 µs
+    per image, a third of parsing a whole result."""
+    try:
+        return base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError):
+        return base64.b64decode(_WS.sub("", payload), validate=True)
 
 
 def check_jpeg(kind: str, data: bytes, *, mime: str | None = None) -> DecodedImage:
@@ -83,4 +97,5 @@ def check_jpeg(kind: str, data: bytes, *, mime: str | None = None) -> DecodedIma
             img.verify()
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         return DecodedImage(kind, None, f"the JPEG is damaged ({type(exc).__name__})", mime=mime)
-    return DecodedImage(kind, data, None, width, height, mime or "image/jpeg")
+    return DecodedImage(kind, data, None, width, height, mime or "image/jpeg",
+                        hashlib.sha256(data).hexdigest())

@@ -11,36 +11,48 @@ Accepted, per document:
 Files: any file named on the command line is read whatever its extension; folders are walked
 recursively (sorted, symlinks not followed) for ``*.json``, ``*.jsonl`` and ``*.form``. A
 ``.jsonl`` file holds one document per line (refusals are reported as ``PATH:LINE: reason``).
-Files are read one at a time, and JSONL line by line, so a large folder never sits in memory.
+Files are read one at a time, and JSONL line by line, into batches bounded by count and bytes,
+so a large folder never sits in memory.
 
-Idempotent by biz_id: a document whose biz_id is already stored is skipped *before* anything is
-written (no inbox row, no audit entry), so importing the same folder twice changes nothing.
-Unlike the API path, parsing comes before ``store.receive`` here: the file itself is the
-durable copy, so a crash mid-import loses nothing and a rerun finishes the job.
+Per batch (decision 24): each document is decoded (JSON, callback unwrapped) and its biz_id
+read; one query drops those already stored *before* anything is written (no inbox row, no
+audit entry), so importing the same folder twice changes nothing and costs little more than
+reading it. The rest go to ``store.ingest_many``: their bodies are committed to the inbox in
+one transaction before the full parse (images, JPEG checks), then stored in one more. A crash
+loses nothing committed: the next import first finishes what the inbox holds, then skips what
+is stored.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
 from sqlalchemy import Engine
-from sqlmodel import Session, select
 
 from faceid import store
 from faceid.errors import DocumentError
 from faceid.model import loads_document, parse_document
-from faceid.tables import Verification
+
+log = logging.getLogger(__name__)
 
 FOLDER_SUFFIXES = frozenset({".json", ".jsonl", ".form"})
 #: A get_result with every image is a few MB; anything far larger is not one.
 MAX_DOCUMENT_BYTES = 64 * 1024 * 1024
+#: A batch is stored in one transaction once it holds this many documents or bytes of bodies,
+#: whichever comes first. Past ~100 documents a bigger batch no longer pays (bench/README.md),
+#: and the byte bound keeps memory flat when the files are large.
+BATCH_DOCS = 500
+BATCH_BYTES = 8 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +68,8 @@ class Refusal:
 class ImportReport:
     imported: int = 0
     already_had: int = 0
+    #: Bodies an interrupted import had committed to the inbox, stored at the start of this one.
+    resumed: int = 0
     #: Imported documents with fields that did not fit the page (bad image, odd value...).
     flagged: int = 0
     refused: list[Refusal] = field(default_factory=list)
@@ -76,44 +90,195 @@ class ImportReport:
                 f"{self.already_had} already stored, {len(self.refused)} refused")
         if self.flagged:
             text += f"; {self.flagged} imported with flagged fields (shown on the case)"
-        return text + f" in {self.elapsed_s:.1f} s."
+        if self.resumed:
+            text += f"; {self.resumed} finished from an interrupted import"
+        rate = f" ({self.files / self.elapsed_s:.0f} files/s)" if self.elapsed_s > 0 else ""
+        return text + f" in {self.elapsed_s:.1f} s{rate}."
 
 
 def import_paths(engine: Engine, paths: Iterable[str | os.PathLike[str]], *, hash_key: bytes,
-                 actor: str) -> ImportReport:
-    """Import every document under ``paths``; a refused document never stops the others."""
+                 actor: str, progress: Callable[[ImportReport], None] | None = None,
+                 batch_docs: int = BATCH_DOCS, batch_bytes: int = BATCH_BYTES,
+                 workers: int | None = None) -> ImportReport:
+    """Import every document under ``paths``; a refused document never stops the others.
+
+    Bodies an interrupted import committed but did not store are finished first. Then the
+    paths are read lazily, a batch at a time (at most ``batch_docs`` documents or
+    ``batch_bytes`` of bodies): one batch is stored while the next is read, so at most two
+    are in memory whatever the folder holds. ``workers`` processes parse the batches once
+    the import is large enough to pay for starting them (default: one when the machine has
+    more than one core; 0: parse in this process). ``progress`` gets the report after each
+    batch.
+    """
     started = time.monotonic()
     report = ImportReport()
-    for label, origin, body in _documents(paths, report):
-        if isinstance(body, Refusal):
-            report.refused.append(body)
-            continue
-        _import_one(engine, label, origin, body, hash_key, actor, report)
+    report.resumed = sum(1 for r in store.process_pending(
+        engine, hash_key=hash_key, source="import", actor=actor) if r.created)
+    if workers is None:
+        workers = 1 if (os.cpu_count() or 1) > 1 else 0
+    with _Storer(engine, hash_key, actor, report, workers) as storer:
+        for batch, full in _batches(_documents(paths, report), report, batch_docs, batch_bytes):
+            storer.submit(batch, full=full)
+            report.elapsed_s = time.monotonic() - started
+            if progress is not None:
+                progress(report)
     report.elapsed_s = time.monotonic() - started
+    if progress is not None:
+        progress(report)
     return report
 
 
-def _import_one(engine: Engine, label: str, origin: str, raw: bytes, hash_key: bytes,
-                actor: str, report: ImportReport) -> None:
+def _batches(documents: Iterator[Document], report: ImportReport, batch_docs: int,
+             batch_bytes: int) -> Iterator[tuple[list[_Candidate], bool]]:
+    """(batch, full): full when a bound closed it, not the end of the documents."""
+    batch: list[_Candidate] = []
+    size = 0
+    for label, origin, body in documents:
+        if isinstance(body, Refusal):
+            report.refused.append(body)
+            continue
+        candidate = _candidate(label, origin, body, report)
+        if candidate is None:
+            continue
+        batch.append(candidate)
+        size += len(candidate.body)
+        if len(batch) >= batch_docs or size >= batch_bytes:
+            yield batch, True
+            batch, size = [], 0
+    if batch:
+        yield batch, False
+
+
+class _Storer:
+    """Stores batches in a background thread while the caller reads the next ones.
+
+    The thread takes one batch at a time, in order: it drops what is stored, commits the rest
+    to the inbox and hands it to the parsing processes (when started), then stores the
+    batch before it while they parse. Reading files (Python), parsing (other processes) and
+    writing (mostly SQLite/PostgreSQL, which release the GIL) then overlap; at most three
+    batches are in memory (one read, one parsed, one written).
+    """
+
+    def __init__(self, engine: Engine, hash_key: bytes, actor: str, report: ImportReport,
+                 workers: int) -> None:
+        self._engine, self._hash_key, self._actor, self._report = engine, hash_key, actor, report
+        self._workers = workers
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="faceid-import")
+        self._pool: ProcessPoolExecutor | None = None
+        self._warmup: list[Future[int]] = []
+        self._busy: Future[None] | None = None
+        # Touched only by the storing thread: the batch committed to the inbox, being parsed.
+        self._inflight: tuple[list[_Candidate], store.Ingesting] | None = None
+
+    def submit(self, batch: list[_Candidate], *, full: bool) -> None:
+        self.wait()
+        self._busy = self._thread.submit(self._step, batch, full)
+
+    def _ready_pool(self, full: bool) -> Executor | None:
+        """The pool once its processes are up; None before, and for good if they could not
+        start (the batches are then parsed here: slower, never lost)."""
+        if full and self._workers and self._pool is None:
+            # Only for a full batch with something to parse: a small import would wait longer
+            # for the processes to start (spawn: a fresh interpreter; fork is unsafe beside
+            # threads and DB connections) than it takes, and a re-import parses nothing.
+            # Batches are parsed here until the processes are up.
+            self._pool = ProcessPoolExecutor(self._workers, mp_context=get_context("spawn"))
+            self._warmup = [self._pool.submit(int) for _ in range(self._workers)]
+        if self._pool is None or not all(f.done() for f in self._warmup):
+            return None
+        if any(f.exception() is not None for f in self._warmup):
+            log.warning("parsing processes could not start; parsing in this process")
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool, self._workers = None, 0
+            return None
+        return self._pool
+
+    def wait(self) -> None:
+        busy, self._busy = self._busy, None
+        if busy is not None:
+            busy.result()  # a database error of the batch surfaces here, in the caller
+
+    def _step(self, batch: list[_Candidate], full: bool) -> None:
+        started = self._start(batch, full)
+        self._finish()
+        self._inflight = started
+
+    def _start(self, batch: list[_Candidate], full: bool
+               ) -> tuple[list[_Candidate], store.Ingesting] | None:
+        """Skip what is stored (one query, before anything is written), commit the rest to
+        the inbox and start parsing it."""
+        report = self._report
+        stored = store.stored_biz_ids(self._engine, [c.biz_id for c in batch])
+        todo: list[_Candidate] = []
+        for c in batch:
+            if c.biz_id in stored:
+                report.already_had += 1
+            else:
+                stored.add(c.biz_id)  # the same biz_id again in this batch: stored once
+                todo.append(c)
+        if not todo:
+            return None
+        pool = self._ready_pool(full)
+        bodies = [store.Body(c.body, "import", c.origin, doc=None if pool else c.doc)
+                  for c in todo]
+        for c in todo:
+            c.doc = None  # the store has it now (or the parsing process decodes it again)
+        return todo, store.start_ingest(self._engine, bodies, hash_key=self._hash_key,
+                                        executor=pool)
+
+    def _finish(self) -> None:
+        inflight, self._inflight = self._inflight, None
+        if inflight is None:
+            return
+        todo, ingesting = inflight
+        report = self._report
+        results = store.finish_ingest(self._engine, ingesting, actor=self._actor)
+        for c, result in zip(todo, results, strict=True):
+            if result.error is not None:
+                report.refused.append(Refusal(c.label, result.error))
+            elif not result.created:
+                # Stored since the check: by a batch of this run still in flight (the same
+                # biz_id in two files) or by a racing importer.
+                report.already_had += 1
+            else:
+                report.imported += 1
+                if result.parse_flag_count:
+                    report.flagged += 1
+
+    def __enter__(self) -> _Storer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            if exc[0] is None:
+                self.wait()
+                self._thread.submit(self._finish).result()
+        finally:
+            # On an error the batches in flight stop where they are: each transaction commits
+            # whole or not at all, and the next import finishes what the inbox holds.
+            self._thread.shutdown(wait=True)
+            if self._pool is not None:
+                self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+@dataclass(slots=True)
+class _Candidate:
+    """A document that decoded and names a biz_id: worth a look at the store."""
+
+    label: str
+    origin: str
+    body: bytes
+    doc: dict[str, Any]
+    biz_id: str
+
+
+def _candidate(label: str, origin: str, raw: bytes, report: ImportReport) -> _Candidate | None:
     try:
         body, doc = decode(raw)
-        biz_id = _biz_id(doc)
+        return _Candidate(label, origin, body, doc, _biz_id(doc))
     except DocumentError as exc:
         report.refused.append(Refusal(label, str(exc)))
-        return
-    if _is_stored(engine, biz_id):
-        report.already_had += 1
-        return
-    result = store.ingest(engine, body, source="import", hash_key=hash_key, origin=origin,
-                          actor=actor)
-    if result.error is not None:  # pragma: no cover - the checks above mirror the parser's
-        report.refused.append(Refusal(label, result.error))
-    elif not result.created:
-        report.already_had += 1  # the same biz_id earlier in this very run, or a racing writer
-    else:
-        report.imported += 1
-        if _flag_count(engine, result.verification_id):
-            report.flagged += 1
+        return None
 
 
 def decode(raw: bytes) -> tuple[bytes, dict[str, Any]]:
@@ -169,20 +334,6 @@ def _biz_id(doc: dict[str, Any]) -> str:
     raise DocumentError("biz_info.biz_id is missing or empty.")  # pragma: no cover
 
 
-def _is_stored(engine: Engine, biz_id: str) -> bool:
-    with Session(engine) as s:
-        return s.exec(select(Verification.id).where(Verification.biz_id == biz_id)).first() \
-            is not None
-
-
-def _flag_count(engine: Engine, verification_id: int | None) -> int:
-    if verification_id is None:
-        return 0
-    with Session(engine) as s:  # one column, not the whole row with its JSON
-        return s.exec(select(Verification.parse_flag_count)
-                      .where(Verification.id == verification_id)).first() or 0
-
-
 # --------------------------------------------------------------------------- walking
 
 
@@ -202,6 +353,18 @@ def _documents(paths: Iterable[str | os.PathLike[str]], report: ImportReport) ->
             yield from _read(path)
         else:
             yield str(path), str(path), Refusal(str(path), "no such file or folder")
+
+
+def count_files(paths: Iterable[str | os.PathLike[str]]) -> int:
+    """How many files ``import_paths`` will read (a listing: nothing is opened)."""
+    total = 0
+    for given in paths:
+        path = Path(given)
+        if path.is_dir():
+            total += sum(1 for _ in _walk(path))
+        elif path.is_file():
+            total += 1
+    return total
 
 
 def _walk(folder: Path) -> Iterator[Path]:
@@ -241,4 +404,5 @@ def _read_lines(path: Path) -> Iterator[Document]:
             yield label, label, line
 
 
-__all__ = ["FOLDER_SUFFIXES", "ImportReport", "Refusal", "decode", "import_paths", "unwrap"]
+__all__ = ["FOLDER_SUFFIXES", "ImportReport", "Refusal", "count_files", "decode", "import_paths",
+           "unwrap"]
