@@ -106,6 +106,33 @@ def run(n: int, latency: float, limit: int, seed: int, url: str | None) -> dict[
             "limit_answers": sim["limit_answers"], "max_in_flight": sim["max_in_flight"]}
 
 
+def run_bare(n: int, latency: float, limit: int, seed: int) -> dict[str, Any]:
+    """The floor of this machine: C threads read every result once and throw it away (no
+    database, no parsing). What the 2 cores allow beside the simulator, whatever we do."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    ids = [c["biz_info"]["biz_id"] for c in cases(n, seed)]
+    parent, child = mp.Pipe()
+    proc = mp.get_context("spawn").Process(target=_serve, args=(child, n, seed, latency, limit))
+    proc.start()
+    try:
+        base_url = parent.recv()
+        with FaceIDClient(KEY, SECRET, base_url, max_concurrency=limit) as client:
+            started = time.perf_counter()
+            with ThreadPoolExecutor(limit) as pool:
+                done = sum(1 for _ in pool.map(client.get_result, ids))
+            elapsed = time.perf_counter() - started
+        parent.send("stop")
+        parent.recv()
+    finally:
+        proc.join(10)
+    rate = done / elapsed
+    return {"db": "none", "P": 0, "n": n, "L_ms": latency * 1000, "C": limit, "stored": 0,
+            "elapsed_s": elapsed, "rate": rate, "ceiling": limit / latency,
+            "ratio": rate / (limit / latency), "reads": done, "over_quota": 0,
+            "max_in_flight": limit}
+
+
 def run_processes(n: int, latency: float, limit: int, seed: int, url: str | None,
                   processes: int) -> dict[str, Any]:
     """P worker processes on one database work a queue of n jobs."""
@@ -153,7 +180,10 @@ def run_processes(n: int, latency: float, limit: int, seed: int, url: str | None
                 if stored >= n:
                     break
                 time.sleep(0.02)
-                if time.perf_counter() - started > 300:
+                if time.perf_counter() - started > 120:
+                    from faceid.commands.queue_cmd import render
+
+                    print(render(FetchQueue(engine, cap=limit).status(limit=10)))
                     raise RuntimeError("timed out")
             elapsed = time.perf_counter() - started
             for w in workers:
@@ -191,6 +221,9 @@ def main() -> None:
                 "ratio", "reads", "over_quota", "max_in_flight")
         print(" | ".join(f"{c:>13}" for c in cols))
         for i, (latency, limit) in enumerate([(0.100, 8), (0.050, 8)]):
+            row = run_bare(args.n, latency, limit, seed=100 + i)
+            print(" | ".join(f"{row[c]:>13.2f}" if isinstance(row[c], float)
+                             else f"{row[c]:>13}" for c in cols), flush=True)
             for p in (int(x) for x in args.processes.split(",")):
                 row = run_processes(args.n, latency, limit, seed=10 * i + p, url=args.database_url,
                                     processes=p)

@@ -7,6 +7,8 @@ import importlib
 import logging
 import sys
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from faceid import redact
 from faceid.errors import FaceIDError
 
@@ -50,6 +52,11 @@ def main(argv: list[str] | None = None) -> int:
     except FaceIDError as exc:
         # Our errors carry plain, secret-free text: print it, not a traceback.
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except SQLAlchemyError as exc:
+        # The database is away or refused us; its text can carry SQL and server detail.
+        print(f"error: database error ({type(exc).__name__}); check DATABASE_URL and that "
+              "the database is reachable, then run the command again.", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -474,14 +474,23 @@ class FetchService:
             with contextlib.suppress(Exception):
                 self.queue.release(claim)
             raise
-        finished = self.queue.finish(
-            claim, ok=outcome.ok, status=outcome.status, message=outcome.message,
-            code=outcome.code, http_status=outcome.http_status,
-            verification_id=outcome.verification_id,
-            retry_in_s=(self.retry_delay_s if retry_in_s is None else retry_in_s)
-            if outcome.status == FAILED else None)
-        if finished.callbacks_waiting:
-            self.settle_callbacks(biz_id)
+        try:
+            finished = self.queue.finish(
+                claim, ok=outcome.ok, status=outcome.status, message=outcome.message,
+                code=outcome.code, http_status=outcome.http_status,
+                verification_id=outcome.verification_id,
+                retry_in_s=(self.retry_delay_s if retry_in_s is None else retry_in_s)
+                if outcome.status == FAILED else None)
+            if finished.callbacks_waiting:
+                self.settle_callbacks(biz_id)
+        except Exception as exc:
+            # The database is away. Stop renewing the lease, so the job goes stale and is
+            # taken over (the store and the ledger already hold what this run did); never
+            # leave it held for as long as this process lives.
+            self.queue.forget(claim)
+            log.error("fetch biz_id=%s: outcome not recorded (%s)", biz_id, type(exc).__name__)
+            if reraise and error is None:
+                raise
         if reraise and error is not None:
             raise error
         return outcome
@@ -696,13 +705,19 @@ class _Batch:
                     self.skipped.append(biz_id)
                 self._done(_not_attempted(biz_id))
                 continue
-            claim = self.service.queue.claim(biz_id)
-            if claim is None:
-                with self.lock:
-                    self.waiting.add(biz_id)
-                continue
-            self._done(self.service.run_claim(claim, client, actor=self.actor,
-                                              slot=self.slots))
+            try:
+                claim = self.service.queue.claim(biz_id)
+                if claim is None:
+                    with self.lock:
+                        self.waiting.add(biz_id)
+                    continue
+                outcome = self.service.run_claim(claim, client, actor=self.actor,
+                                                 slot=self.slots)
+            except Exception as exc:  # the database is away: this biz_id fails, not the run
+                log.error("fetch biz_id=%s failed (%s)", biz_id, type(exc).__name__)
+                outcome = FetchOutcome(biz_id, FAILED, "The database could not be reached "
+                                       f"({type(exc).__name__}); rerun to resume.")
+            self._done(outcome)
 
     def run(self) -> None:
         for biz_id in self.todo:

@@ -323,6 +323,11 @@ class FetchQueue:
                         claim.biz_id)
         return Finished(state, callbacks)
 
+    def forget(self, claim: Claim) -> None:
+        """Stop renewing a job's lease without touching its row (the database is away): it
+        goes stale and another run takes it over."""
+        self._let_go(jobs=[claim.job_id])
+
     def release(self, claim: Claim) -> None:
         """Give a job back without having run it (the batch was stopped)."""
         with self.engine.begin() as conn:

@@ -72,8 +72,8 @@ class NotifyReceiver:
                  hash_key: bytes, actor: str = "notify", max_body: int = DEFAULT_MAX_BODY,
                  fetch_tries: int = 3, retry_delay_s: float = 30.0,
                  worker_threads: int | None = None) -> None:
-        """``worker_threads``: threads of the hosted fetch worker (None: the fetcher's cap;
-        0: none, a separate ``python -m faceid worker`` runs the queue)."""
+        """``worker_threads``: threads of the hosted fetch worker (None: twice the cap; 0:
+        none, a separate ``python -m faceid worker`` runs the queue)."""
         if not api_secret:
             raise ValueError("the notify receiver needs the api_secret to check signatures")
         self.engine, self.fetcher = engine, fetcher

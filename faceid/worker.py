@@ -36,7 +36,9 @@ class Worker:
         self.fetcher = fetcher
         #: When a transient failure of a job with tries left is run again.
         self.retry_delay_s = retry_delay_s
-        self.threads = max(1, threads if threads is not None else fetcher.queue.cap)
+        # Twice the cap by default: while some threads wait on FaceID, others store what
+        # came back, so the request slots never idle behind parsing and the database.
+        self.threads = max(1, threads if threads is not None else 2 * fetcher.queue.cap)
         self.idle_s = idle_s
         self.name = name
         self.runs = 0
@@ -137,6 +139,8 @@ class Worker:
             try:
                 outcome = self.fetcher.run_claim(claim, client, retry_in_s=self.retry_delay_s)
                 log.info("worker: biz_id=%s %s", claim.biz_id, outcome.status)
+            except Exception as exc:  # a thread must outlive one bad job or a database hiccup
+                log.error("worker: biz_id=%s failed (%s)", claim.biz_id, type(exc).__name__)
             finally:
                 with self._idle:
                     self.runs += 1

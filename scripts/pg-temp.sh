@@ -109,7 +109,7 @@ unix_socket_directories = '$dir/data'
 fsync = off
 synchronous_commit = off
 full_page_writes = off
-max_connections = 50
+max_connections = 120
 EOF
 
     # Ports may be taken by another run starting at the same moment: try the next one.

@@ -463,3 +463,22 @@ def test_actor_object_is_recorded_by_username(engine, service) -> None:
         event = s.exec(select(AuditEvent)).one()
     assert event.actor == "demo.alice"
     assert ledger(engine, "1800000000,unknown")[0].actor == "demo.alice"
+
+
+def test_a_database_fault_when_finishing_lets_the_job_go_stale(mt_engine, sim, client, clock,
+                                                               monkeypatch) -> None:
+    # The result is stored, but the job's outcome cannot be written: the lease must not be
+    # renewed for as long as the process lives (the job would be stuck), only run out.
+    service = make_service(mt_engine, client, clock)
+    biz_id = fresh(sim, clock, 150)
+    service.queue.enqueue([biz_id], "x")
+    claim = service.queue.claim(biz_id)
+
+    def unreachable(*a, **kw):
+        raise OSError("database away")
+
+    monkeypatch.setattr(service.queue, "finish", unreachable)
+    outcome = service.run_claim(claim, client)
+    assert outcome.status == "stored"
+    assert service.queue.held() == (set(), set())
+    assert store.stored_biz_ids(mt_engine, [biz_id]) == {biz_id}

@@ -23,8 +23,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port", type=int, default=None, help="default: FACEID_NOTIFY_PORT or 8028")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--workers", type=int, default=None, metavar="N",
-                   help="threads of the hosted fetch worker (default: FACEID_MAX_CONCURRENCY; "
-                        "0: run none, a separate `worker` process runs the queue)")
+                   help="threads of the hosted fetch worker (default: twice "
+                        "FACEID_MAX_CONCURRENCY; 0: run none, a separate `worker` process runs "
+                        "the queue)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -22,8 +22,9 @@ from faceid.worker import DEFAULT_IDLE_S, Worker
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--concurrency", type=int, default=None, metavar="N",
-                   help="worker threads (default: FACEID_MAX_CONCURRENCY; requests in flight "
-                        "stay within that cap across all processes whatever N is)")
+                   help="requests this worker may have in flight, with 2N threads (default: "
+                        "FACEID_MAX_CONCURRENCY; all processes together stay within that cap "
+                        "whatever N is)")
     p.add_argument("--poll-s", type=float, default=DEFAULT_IDLE_S, metavar="S",
                    help=f"how often an idle thread asks the queue for work (default "
                         f"{DEFAULT_IDLE_S}; a job enqueued by another process waits up to "
@@ -33,8 +34,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     settings = load_settings()
     engine = open_engine(settings)
-    threads = max(1, args.concurrency or settings.max_concurrency)
-    client = build_client(settings, threads)
+    in_flight = max(1, args.concurrency or settings.max_concurrency)
+    threads = 2 * in_flight
+    client = build_client(settings, in_flight)
     fetcher = FetchService(engine, lambda: client, settings)
     worker = Worker(fetcher, threads=threads, idle_s=max(0.01, args.poll_s))
 
