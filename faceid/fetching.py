@@ -410,7 +410,11 @@ class FetchService:
         if vid is not None:
             return LookupResult(biz_id, True, vid, q, "Already in the desk's store.")
         msg = f"Not in the store yet. FaceID: {q.describe()}"
-        if q.can_read:
+        job = self.queue.job(biz_id)
+        if job is not None and job.state == RUNNING and not job.stale(self.queue.db_time()):
+            msg += (f" Being fetched right now by {job.lease_owner}: a fetch from here waits "
+                    "for it and spends no read of its own.")
+        elif q.can_read:
             msg += " Fetching spends one read."
         return LookupResult(biz_id, False, None, q, msg)
 

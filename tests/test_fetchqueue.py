@@ -213,3 +213,17 @@ def test_concurrent_claim_next_hands_out_each_job_once(mt_engine) -> None:
 def test_cap_must_be_positive(engine, cap: int) -> None:
     with pytest.raises(ValueError):
         FetchQueue(engine, cap=cap)
+
+
+def test_lookup_says_when_another_process_is_fetching(engine) -> None:
+    from faceid.config import Settings
+    from faceid.fetching import FetchService
+
+    service = FetchService(engine, lambda: None, Settings(pii_key="k"))  # type: ignore[arg-type]
+    other = FetchQueue(engine, owner="host-c:77:abc")
+    other.enqueue(["1800000000,x"], "notify")
+    assert "Fetching spends one read" in service.lookup("1800000000,x", "alice").message
+    other.claim("1800000000,x")
+    msg = service.lookup("1800000000,x", "alice").message
+    assert "Being fetched right now by host-c:77:abc" in msg
+    other.close()
