@@ -21,6 +21,7 @@ biz_id), over-quota reads (0) and the most requests the simulator saw in flight 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import multiprocessing as mp
 import os
 import signal
@@ -70,13 +71,36 @@ def _serve(conn: Any, n: int, seed: int, latency: float, limit: int) -> None:
                    "total_requests": state.total_requests})
 
 
+class Simulator:
+    """The simulator in its own process, serving ``cases(n, seed)``; ``stop`` returns its
+    counters."""
+
+    def __init__(self, n: int, seed: int, latency: float, limit: int) -> None:
+        self._parent, child = mp.Pipe()
+        self._proc = mp.get_context("spawn").Process(target=_serve,
+                                                     args=(child, n, seed, latency, limit))
+        self._proc.start()
+        self.base_url: str = self._parent.recv()
+
+    def stop(self) -> dict[str, Any]:
+        self._parent.send("stop")
+        stats = self._parent.recv()
+        self._proc.join(10)
+        return stats
+
+    def __enter__(self) -> Simulator:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._proc.is_alive():
+            self._proc.terminate()
+            self._proc.join(10)
+
+
 def run(n: int, latency: float, limit: int, seed: int, url: str | None) -> dict[str, Any]:
     ids = [c["biz_info"]["biz_id"] for c in cases(n, seed)]
-    parent, child = mp.Pipe()
-    proc = mp.get_context("spawn").Process(target=_serve, args=(child, n, seed, latency, limit))
-    proc.start()
-    try:
-        base_url = parent.recv()
+    with Simulator(n, seed, latency, limit) as simulator:
+        base_url = simulator.base_url
         with tempfile.TemporaryDirectory() as tmp:
             engine = make_engine(url or f"sqlite:///{tmp}/bench.db")
             if url:
@@ -94,10 +118,7 @@ def run(n: int, latency: float, limit: int, seed: int, url: str | None) -> dict[
             elapsed = time.perf_counter() - started
             client.close()
             engine.dispose()
-        parent.send("stop")
-        sim = parent.recv()
-    finally:
-        proc.join(10)
+        sim = simulator.stop()
     rate = summary.stored / elapsed
     ceiling = limit / latency
     return {"db": "postgres" if url else "sqlite", "n": n, "L_ms": latency * 1000, "C": limit,
@@ -112,20 +133,13 @@ def run_bare(n: int, latency: float, limit: int, seed: int) -> dict[str, Any]:
     from concurrent.futures import ThreadPoolExecutor
 
     ids = [c["biz_info"]["biz_id"] for c in cases(n, seed)]
-    parent, child = mp.Pipe()
-    proc = mp.get_context("spawn").Process(target=_serve, args=(child, n, seed, latency, limit))
-    proc.start()
-    try:
-        base_url = parent.recv()
-        with FaceIDClient(KEY, SECRET, base_url, max_concurrency=limit) as client:
-            started = time.perf_counter()
-            with ThreadPoolExecutor(limit) as pool:
-                done = sum(1 for _ in pool.map(client.get_result, ids))
-            elapsed = time.perf_counter() - started
-        parent.send("stop")
-        parent.recv()
-    finally:
-        proc.join(10)
+    with Simulator(n, seed, latency, limit) as simulator, \
+            FaceIDClient(KEY, SECRET, simulator.base_url, max_concurrency=limit) as client:
+        started = time.perf_counter()
+        with ThreadPoolExecutor(limit) as pool:
+            done = sum(1 for _ in pool.map(client.get_result, ids))
+        elapsed = time.perf_counter() - started
+        simulator.stop()
     rate = done / elapsed
     return {"db": "none", "P": 0, "n": n, "L_ms": latency * 1000, "C": limit, "stored": 0,
             "elapsed_s": elapsed, "rate": rate, "ceiling": limit / latency,
@@ -142,12 +156,9 @@ def run_processes(n: int, latency: float, limit: int, seed: int, url: str | None
     from faceid.tables import Verification
 
     ids = [c["biz_info"]["biz_id"] for c in cases(n, seed)]
-    parent, child = mp.Pipe()
-    proc = mp.get_context("spawn").Process(target=_serve, args=(child, n, seed, latency, limit))
-    proc.start()
     workers: list[subprocess.Popen] = []
-    try:
-        base_url = parent.recv()
+    with Simulator(n, seed, latency, limit) as simulator, contextlib.ExitStack() as stack:
+        base_url = simulator.base_url
         with tempfile.TemporaryDirectory() as tmp:
             db_url = url or f"sqlite:///{tmp}/bench.db"
             engine = make_engine(db_url)
@@ -163,6 +174,7 @@ def run_processes(n: int, latency: float, limit: int, seed: int, url: str | None
                        DATABASE_URL=db_url, FACEID_BASE_URL=base_url, FACEID_API_KEY=KEY,
                        FACEID_API_SECRET=SECRET, FACEID_PII_KEY="bench",
                        FACEID_MAX_CONCURRENCY=str(limit))
+            stack.callback(lambda: [w.kill() for w in workers if w.poll() is None])
             for _ in range(processes):
                 workers.append(subprocess.Popen(
                     [sys.executable, "-m", "faceid", "worker", "--concurrency", str(limit),
@@ -191,13 +203,7 @@ def run_processes(n: int, latency: float, limit: int, seed: int, url: str | None
             for w in workers:
                 w.wait(60)
             engine.dispose()
-        parent.send("stop")
-        sim = parent.recv()
-    finally:
-        for w in workers:
-            if w.poll() is None:
-                w.kill()
-        proc.join(10)
+        sim = simulator.stop()
     rate = stored / elapsed
     ceiling = limit / latency
     return {"db": "postgres" if url else "sqlite", "P": processes, "n": n,
