@@ -151,6 +151,8 @@ class LookupResult:
     verification_id: int | None
     quota: QuotaInfo
     message: str
+    #: Another process holds the biz_id's job right now (a fetch from here would wait for it).
+    fetching_elsewhere: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -411,12 +413,15 @@ class FetchService:
             return LookupResult(biz_id, True, vid, q, "Already in the desk's store.")
         msg = f"Not in the store yet. FaceID: {q.describe()}"
         job = self.queue.job(biz_id)
-        if job is not None and job.state == RUNNING and not job.stale(self.queue.db_time()):
+        busy = (job is not None and job.state == RUNNING
+                and not job.stale(self.queue.db_time()))
+        if busy:
+            assert job is not None
             msg += (f" Being fetched right now by {job.lease_owner}: a fetch from here waits "
                     "for it and spends no read of its own.")
         elif q.can_read:
             msg += " Fetching spends one read."
-        return LookupResult(biz_id, False, None, q, msg)
+        return LookupResult(biz_id, False, None, q, msg, fetching_elsewhere=busy)
 
     # ------------------------------------------------------------------ fetching
 

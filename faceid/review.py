@@ -175,6 +175,8 @@ class LookupView:
     reads_left: int | None = None
     deadline: str | None = None
     can_fetch: bool = False
+    #: Another process is fetching it right now: "fetch" waits for that run, no read spent.
+    fetching_elsewhere: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -749,6 +751,7 @@ class ReviewService:
             reads_left=reads_left if can_read or reads_left is None else 0,
             deadline=fmt(deadline) if isinstance(deadline, datetime) else None,
             can_fetch=can_read,
+            fetching_elsewhere=bool(getattr(res, "fetching_elsewhere", False)),
         )
 
     def fetch(self, biz_id: str, actor: Actor) -> FetchView:

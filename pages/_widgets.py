@@ -141,7 +141,10 @@ def lookup_box(service: Any, actor: Actor, prefix: str) -> None:
         if not actor.can(Permission.CLAIM):
             st.info("Your role cannot fetch from FaceID (it spends a read).")
             return
-        if st.button("Fetch now (spends one read)", key=f"{prefix}_fetch", type="primary"):
+        label = ("Wait for that fetch and open the case (no read)"
+                 if getattr(view, "fetching_elsewhere", False)
+                 else "Fetch now (spends one read)")
+        if st.button(label, key=f"{prefix}_fetch", type="primary"):
             with st.spinner("Asking FaceID…"):
                 out = service.fetch(view.biz_id, actor)
             if out.stored:
