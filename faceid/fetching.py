@@ -7,8 +7,9 @@ desk is the system of record and every read is precious:
   refetch is refused (``QuotaExhausted``) when the ledger shows no read left or the window shut;
 - every attempt is written to the ``fetch_attempts`` ledger and committed *before* the request
   goes out (``LedgerLog.before``), so a crash mid-request still counts as a spent read;
-- the 200 body is committed to the inbox (``store.receive``) before anything parses it, then
-  stored (``store.process``); a crash in between is finished by ``store.process_pending``;
+- the 200 body is committed to the inbox (``store.ingest_many``) before anything parses it,
+  then stored; a body left in the inbox by a crash in between is stored by the next run for
+  that biz_id (or ``finish_received_answers``) instead of reading FaceID again;
 - FaceID's refusals come back as a plain ``FetchOutcome`` (never an exception carrying a URL);
 - across processes and machines, a biz_id is read only by the holder of its job's lease in
   the durable queue (``faceid.fetchqueue``), and every request holds one of the
@@ -578,10 +579,11 @@ class FetchService:
         except (APIError, TransportError, RequestRefused) as exc:
             return self._failed(biz_id, actor, _status_of(exc), str(exc), ledger.last_outcome,
                                 ledger.last_status, ledger.calls)
-        inbox_id = store.receive(self.engine, answer.body, source="api", origin="get_result",
-                                 biz_id=biz_id)
-        result = store.process(self.engine, inbox_id, hash_key=self._settings.hash_key(),
-                               actor=actor)
+        # Committed to the inbox first, then parsed and stored from the bytes in hand (not
+        # read back): two transactions.
+        (result,) = store.ingest_many(
+            self.engine, [store.Body(answer.body, "api", "get_result", biz_id)],
+            hash_key=self._settings.hash_key(), actor=actor)
         if result.error is not None:
             # FaceID answered 200 with something that is not a result; the body stays in the
             # inbox (with the reason) for a person to look at.

@@ -373,7 +373,7 @@ def test_crash_between_receive_and_process_is_recovered(engine, service, sim, cl
         raise SystemExit("killed between receive and process")
 
     with monkeypatch.context() as m:
-        m.setattr(fetching.store, "process", die)
+        m.setattr(fetching.store, "finish_ingest", die)
         with pytest.raises(SystemExit):
             service.fetch(biz_id, "alice")
     assert count(engine, Verification) == 0
