@@ -519,9 +519,9 @@ class FetchService:
                                                 col(Inbox.processed_at).is_(None),
                                                 col(Inbox.biz_id).not_in(held))
                          .order_by(col(Inbox.id))).all()
-        hash_key = self._settings.hash_key()
-        return sum(1 for i in ids if i is not None
-                   and store.process(self.engine, i, hash_key=hash_key).created)
+        stored = store.process_many(self.engine, [i for i in ids if i is not None],
+                                    hash_key=self._settings.hash_key())
+        return sum(1 for r in stored if r.created)
 
     def settle_callbacks(self, biz_id: str) -> int:
         """Finish the stored callbacks of ``biz_id`` once its fetch is final: duplicates of a
