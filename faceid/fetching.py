@@ -447,6 +447,8 @@ class FetchService:
             job = self.queue.job(biz_id)
             if job is not None and job.state != RUNNING and job.tries > seen:
                 return _outcome_of_other(job)
+            if job is not None and job.state == RUNNING:
+                self.queue.expire_gone_holders([job.lease_owner])
             if time.monotonic() > deadline:
                 return FetchOutcome(biz_id, PENDING, "Another process is fetching this biz_id "
                                     "right now; it will be in the store when that finishes.")
@@ -660,6 +662,8 @@ class FetchService:
         """
         started, actor = time.monotonic(), actor_name(actor)
         summary = FetchSummary()
+        # A rerun after ``kill -9`` on this machine takes the dead run's jobs over at once.
+        self.queue.reap()
         if resume:
             summary.resumed = self.finish_received_answers()
         wanted = list(dict.fromkeys(b.strip() for b in biz_ids if b and b.strip()))
@@ -760,8 +764,11 @@ class _Batch:
                 continue
             time.sleep(pause)
             pause = min(pause * 1.5, 0.5)
+            views = self.service.queue.jobs(waiting)
+            self.service.queue.expire_gone_holders(
+                {j.lease_owner for j in views.values() if j.state == RUNNING})
             now = self.service.queue.db_time()
-            for biz_id, job in self.service.queue.jobs(waiting).items():
+            for biz_id, job in views.items():
                 if job.state != RUNNING and job.tries > self.seen.get(biz_id, 0):
                     with self.lock:
                         self.waiting.discard(biz_id)

@@ -63,9 +63,42 @@ def db_now(dialect: str) -> Any:
     return (func.julianday("now") - 2440587.5) * 86400.0
 
 
+def this_machine() -> str:
+    """Host name and PID namespace: two processes with the same value see each other's pids
+    (containers sharing a host name but not a PID namespace do not)."""
+    try:
+        namespace = os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        namespace = 0
+    return f"{socket.gethostname()[:64]}/{namespace}"
+
+
 def default_owner() -> str:
-    """Who holds a lease: host, pid and a random tag (a pid can be reused after a restart)."""
-    return f"{socket.gethostname()[:80]}:{os.getpid()}:{secrets.token_hex(3)}"
+    """Who holds a lease: machine, pid and a random tag (a pid can be reused after a
+    restart)."""
+    return f"{this_machine()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+def holder_is_gone(owner: str | None) -> bool:
+    """Whether ``owner`` is a process of this machine that no longer exists (killed with
+    ``kill -9``, crashed): its leases need not run out before its work is taken over. Any
+    doubt (another machine, a pid that exists, one we may not signal) answers False."""
+    if not owner:
+        return False
+    machine, _, rest = owner.rpartition(":")
+    machine, _, pid_text = machine.rpartition(":")
+    if machine != this_machine() or not pid_text.isdigit() or not rest:
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False
+    return False
 
 
 def _chunks(items: list[str]) -> Iterator[list[str]]:
@@ -323,6 +356,32 @@ class FetchQueue:
                         claim.biz_id)
         return Finished(state, callbacks)
 
+    def expire_gone_holders(self, owners: Iterable[str | None]) -> int:
+        """End now the leases of holders that are processes of this machine no longer alive
+        (``holder_is_gone``), so a rerun after ``kill -9`` does not wait out their lease;
+        return how many jobs and slots were freed for claiming."""
+        gone = sorted({o for o in owners if o and holder_is_gone(o)})
+        if not gone:
+            return 0
+        with self.engine.begin() as conn:
+            freed = conn.execute(update(FetchJob.__table__)
+                                 .where(J.lease_owner.in_(gone), J.state == RUNNING)
+                                 .values(lease_until=0.0)).rowcount
+            freed += conn.execute(update(FetchSlot.__table__)
+                                  .where(S.holder.in_(gone)).values(lease_until=0.0)).rowcount
+        log.warning("took over the leases of %d process(es) of this machine that are gone",
+                    len(gone))
+        return freed
+
+    def reap(self) -> int:
+        """``expire_gone_holders`` for every holder of a running job or a slot."""
+        with self._reader.connect() as conn:
+            owners = set(conn.execute(select(J.lease_owner).where(J.state == RUNNING)
+                                      .distinct()).scalars())
+            owners |= set(conn.execute(select(S.holder).where(S.holder.is_not(None))
+                                       .distinct()).scalars())
+        return self.expire_gone_holders(owners)
+
     def forget(self, claim: Claim) -> None:
         """Stop renewing a job's lease without touching its row (the database is away): it
         goes stale and another run takes it over."""
@@ -498,4 +557,6 @@ __all__ = [
     "db_now",
     "default_owner",
     "describe_job",
+    "holder_is_gone",
+    "this_machine",
 ]

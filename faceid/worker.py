@@ -9,10 +9,12 @@ one in demo mode (so ``make run`` needs no extra terminal).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import random
 import threading
+import time
 
 from faceid.client import FaceIDClient
 from faceid.fetching import FetchService
@@ -22,6 +24,8 @@ log = logging.getLogger(__name__)
 
 #: How long an idle thread sleeps before asking the queue again.
 DEFAULT_IDLE_S = 0.5
+#: How often an idle worker looks for leases of dead processes of its machine.
+REAP_EVERY_S = 5.0
 
 
 class Worker:
@@ -60,6 +64,7 @@ class Worker:
             return
         self._stop.clear()
         try:
+            self.fetcher.queue.reap()
             self.fetcher.finish_received_answers()
         except Exception as exc:  # the queue work does not depend on it
             log.warning("worker: pending bodies not processed (%s)", type(exc).__name__)
@@ -99,6 +104,7 @@ class Worker:
         self.stop()
 
     def _dispatch(self) -> None:
+        next_reap = time.monotonic() + REAP_EVERY_S
         try:
             while not self._stop.is_set():
                 with self._idle:
@@ -113,6 +119,12 @@ class Worker:
                     log.warning("worker: claim failed (%s)", type(exc).__name__)
                     claims = []
                 if not claims:
+                    if time.monotonic() > next_reap:
+                        # Jobs of a process of this machine that died: no need to wait out
+                        # their leases.
+                        next_reap = time.monotonic() + REAP_EVERY_S
+                        with contextlib.suppress(Exception):
+                            self.fetcher.queue.reap()
                     # Jitter: the dispatchers of many processes should not poll in lockstep.
                     self._wake.wait(self.idle_s * random.uniform(0.5, 1.5))
                     self._wake.clear()

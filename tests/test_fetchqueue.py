@@ -227,3 +227,43 @@ def test_lookup_says_when_another_process_is_fetching(engine) -> None:
     msg = service.lookup("1800000000,x", "alice").message
     assert "Being fetched right now by host-c:77:abc" in msg
     other.close()
+
+
+def test_only_a_gone_process_of_this_machine_counts_as_gone() -> None:
+    import os
+    import subprocess
+    import sys
+
+    from faceid.fetchqueue import holder_is_gone, this_machine
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    here = this_machine()
+    assert holder_is_gone(f"{here}:{dead.pid}:abc123")
+    assert not holder_is_gone(f"{here}:{os.getpid()}:abc123")  # ourselves
+    assert not holder_is_gone(f"{here}:1:abc123")  # alive (init), or not ours to signal
+    assert not holder_is_gone(f"other-host/1:{dead.pid}:abc123")  # another machine: unknown
+    assert not holder_is_gone("garbage") and not holder_is_gone(None)
+
+
+def test_leases_of_a_gone_holder_are_taken_over_at_once(engine) -> None:
+    import subprocess
+    import sys
+
+    from faceid.fetchqueue import this_machine
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    ghost = FetchQueue(engine, owner=f"{this_machine()}:{dead.pid}:dead00", cap=1)
+    ghost.enqueue(["a"], "cron")
+    ghost.claim("a")
+    ghost.ensure_slots()
+    with engine.begin() as conn:
+        assert ghost.try_slot(conn, "a") == 0
+    ghost.close()
+    live = FetchQueue(engine, cap=1)
+    assert live.claim("a") is None  # a 60 s lease, nowhere near its end
+    assert live.reap() == 2  # the job and the slot
+    assert live.claim("a") is not None
+    with engine.begin() as conn:
+        assert live.try_slot(conn, "a") == 0
