@@ -509,7 +509,11 @@ class FetchService:
 
     def finish_received_answers(self) -> int:
         """Store FaceID answers an interrupted run received but never stored; return how many
-        became cases. Callbacks are left alone: they wait for their fetch (with images)."""
+        became cases. Callbacks are left alone: they wait for their fetch (with images).
+
+        First the leases of processes of this machine that are gone are ended: a rerun after
+        ``kill -9`` takes the dead run's jobs, and the answers it left, over at once."""
+        self.queue.reap()
         now = self.queue.db_time()
         # A body whose job is held by a live lease is its holder's to store (between its
         # receive and its process): taking it would only make that run report it as "already
@@ -662,8 +666,6 @@ class FetchService:
         """
         started, actor = time.monotonic(), actor_name(actor)
         summary = FetchSummary()
-        # A rerun after ``kill -9`` on this machine takes the dead run's jobs over at once.
-        self.queue.reap()
         if resume:
             summary.resumed = self.finish_received_answers()
         wanted = list(dict.fromkeys(b.strip() for b in biz_ids if b and b.strip()))

@@ -64,7 +64,6 @@ class Worker:
             return
         self._stop.clear()
         try:
-            self.fetcher.queue.reap()
             self.fetcher.finish_received_answers()
         except Exception as exc:  # the queue work does not depend on it
             log.warning("worker: pending bodies not processed (%s)", type(exc).__name__)
