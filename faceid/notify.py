@@ -138,19 +138,17 @@ class NotifyReceiver:
     def start(self) -> None:
         """Pick up callbacks an earlier run stored but never finished, then start the worker."""
         with Session(self.engine) as s:
-            pending = s.exec(select(Inbox.id, Inbox.biz_id).where(
+            pending = s.exec(select(Inbox.id, Inbox.biz_id, Inbox.body).where(
                 Inbox.source == "notify", col(Inbox.processed_at).is_(None))
                 .order_by(col(Inbox.id))).all()
-        for inbox_id, biz_id in pending:
-            if inbox_id is None:
-                continue
-            if biz_id is not None and self.fetcher is not None:
-                self.fetcher.queue.enqueue([biz_id], self.actor, max_tries=self._tries)
-                continue
-            with Session(self.engine) as s:
-                row = s.get(Inbox, inbox_id)
-                body = row.body if row is not None else None
-            if body is not None:
+        tagged = [b for _, b, _ in pending if b is not None]
+        if tagged and self.fetcher is not None:
+            self.fetcher.queue.enqueue(tagged, self.actor, max_tries=self._tries)
+        for inbox_id, biz_id, body in pending:
+            # Untagged (stored, then the receiver died before reading its biz_id), or no
+            # FaceID to fetch from: route it as a new callback would be.
+            if inbox_id is not None and body is not None and (
+                    biz_id is None or self.fetcher is None):
                 self._route(inbox_id, body)
         if self.worker is not None:
             self.worker.start()
