@@ -79,6 +79,13 @@ def default_owner() -> str:
     return f"{this_machine()}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
+def is_this_process(owner: str | None) -> bool:
+    """Whether ``owner`` names this process (any tag)."""
+    machine, _, _tag = (owner or "").rpartition(":")
+    machine, _, pid_text = machine.rpartition(":")
+    return machine == this_machine() and pid_text == str(os.getpid())
+
+
 def holder_is_gone(owner: str | None) -> bool:
     """Whether ``owner`` is a process of this machine that no longer exists (killed with
     ``kill -9``, crashed): its leases need not run out before its work is taken over. Any
@@ -558,5 +565,6 @@ __all__ = [
     "default_owner",
     "describe_job",
     "holder_is_gone",
+    "is_this_process",
     "this_machine",
 ]

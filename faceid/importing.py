@@ -32,6 +32,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -39,9 +40,10 @@ from urllib.parse import parse_qs
 
 from sqlalchemy import Engine
 
-from faceid import store
+from faceid import fetchqueue, store
 from faceid.errors import DocumentError
 from faceid.model import loads_document, parse_document
+from faceid.timeutil import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -112,20 +114,49 @@ def import_paths(engine: Engine, paths: Iterable[str | os.PathLike[str]], *, has
     """
     started = time.monotonic()
     report = ImportReport()
-    report.resumed = sum(1 for r in store.process_pending(
-        engine, hash_key=hash_key, source="import", actor=actor) if r.created)
-    if workers is None:
-        workers = 1 if (os.cpu_count() or 1) > 1 else 0
-    with _Storer(engine, hash_key, actor, report, workers) as storer:
-        for batch, full in _batches(_documents(paths, report), report, batch_docs, batch_bytes):
-            storer.submit(batch, full=full)
-            report.elapsed_s = time.monotonic() - started
-            if progress is not None:
-                progress(report)
+    run = fetchqueue.default_owner()
+    _LIVE_RUNS.add(run)
+    try:
+        report.resumed = sum(1 for r in store.process_pending(
+            engine, hash_key=hash_key, source="import", actor=actor, left_behind=_left_behind)
+            if r.created)
+        if workers is None:
+            workers = 1 if (os.cpu_count() or 1) > 1 else 0
+        with _Storer(engine, hash_key, actor, report, workers, run) as storer:
+            for batch, full in _batches(_documents(paths, report), report, batch_docs,
+                                        batch_bytes):
+                storer.submit(batch, full=full)
+                report.elapsed_s = time.monotonic() - started
+                if progress is not None:
+                    progress(report)
+    finally:
+        _LIVE_RUNS.discard(run)
     report.elapsed_s = time.monotonic() - started
     if progress is not None:
         progress(report)
     return report
+
+
+#: The import runs of this process still going: their inbox rows are theirs to finish.
+_LIVE_RUNS: set[str] = set()
+#: An inbox row of another machine's import still unstored after this long was left behind
+#: by a run that died: a live run stores each batch seconds after committing it.
+LEFT_BEHIND_AFTER = timedelta(minutes=10)
+
+
+def _left_behind(receiver: str | None, received_at: datetime) -> bool:
+    """Whether no live import will store this inbox row itself, so this run should.
+
+    Without this, a run starting beside another would "resume" the other's batch in flight
+    (stored once all the same, but reported as finished from an interrupted import)."""
+    if receiver is None or fetchqueue.holder_is_gone(receiver):
+        return True  # written before receivers were kept, or its process is gone
+    if receiver in _LIVE_RUNS:
+        return False
+    if fetchqueue.is_this_process(receiver):
+        return True  # a run of this process that stopped (an error, SystemExit)
+    received = received_at if received_at.tzinfo else received_at.replace(tzinfo=UTC)
+    return received < utcnow() - LEFT_BEHIND_AFTER
 
 
 def _batches(documents: Iterator[Document], report: ImportReport, batch_docs: int,
@@ -160,8 +191,9 @@ class _Storer:
     """
 
     def __init__(self, engine: Engine, hash_key: bytes, actor: str, report: ImportReport,
-                 workers: int) -> None:
+                 workers: int, run: str) -> None:
         self._engine, self._hash_key, self._actor, self._report = engine, hash_key, actor, report
+        self._run = run
         self._workers = workers
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="faceid-import")
         self._pool: ProcessPoolExecutor | None = None
@@ -219,8 +251,8 @@ class _Storer:
         if not todo:
             return None
         pool = self._ready_pool(full)
-        bodies = [store.Body(c.body, "import", c.origin, doc=None if pool else c.doc)
-                  for c in todo]
+        bodies = [store.Body(c.body, "import", c.origin, doc=None if pool else c.doc,
+                             receiver=self._run) for c in todo]
         for c in todo:
             c.doc = None  # the store has it now (or the parsing process decodes it again)
         return todo, store.start_ingest(self._engine, bodies, hash_key=self._hash_key,

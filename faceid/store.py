@@ -21,7 +21,7 @@ import hashlib
 import itertools
 import json
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import BrokenExecutor, Executor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -73,6 +73,9 @@ class Body:
     #: ``model.loads_document(body)`` when the caller already decoded it (the importer must,
     #: to unwrap callbacks and skip stored biz_ids): saves a second ``json.loads``.
     doc: dict[str, Any] | None = field(default=None, repr=False, compare=False)
+    #: Who received it (see ``Inbox.receiver``): set by a caller whose leftovers another
+    #: process must tell from a live run's.
+    receiver: str | None = None
 
 
 _ACTIONS = {"api": "fetched", "notify": "received callback", "import": "imported"}
@@ -99,22 +102,29 @@ def ingest(engine: Engine, body: bytes, *, source: str, hash_key: bytes,
 
 
 def process_pending(engine: Engine, *, hash_key: bytes, source: str | None = None,
-                    actor: str = "system", batch_size: int = BATCH_SIZE) -> list[Stored]:
+                    actor: str = "system", batch_size: int = BATCH_SIZE,
+                    left_behind: Callable[[str | None, datetime], bool] | None = None,
+                    ) -> list[Stored]:
     """Finish every body received but not processed (after a crash), in batches; ``source``
-    limits it to one path's bodies (the importer finishes its own, not a live worker's)."""
+    limits it to one path's bodies (the importer finishes its own, not a live worker's), and
+    ``left_behind(receiver, received_at)`` to the rows no live process will finish itself."""
     t = Inbox.__table__
-    stmt = select(t.c.id).where(t.c.processed_at.is_(None)).order_by(t.c.id).limit(batch_size)
+    stmt = (select(t.c.id, t.c.receiver, t.c.received_at).where(t.c.processed_at.is_(None))
+            .order_by(t.c.id).limit(batch_size))
     if source is not None:
         stmt = stmt.where(t.c.source == source)
     out: list[Stored] = []
     last = 0
     while True:
         with reader(engine).begin() as conn:
-            ids = list(conn.execute(stmt.where(t.c.id > last)).scalars())
-        if not ids:
+            rows = conn.execute(stmt.where(t.c.id > last)).all()
+        if not rows:
             return out
-        out += process_many(engine, ids, hash_key=hash_key, actor=actor)
-        last = ids[-1]
+        ids = [r.id for r in rows
+               if left_behind is None or left_behind(r.receiver, r.received_at)]
+        if ids:
+            out += process_many(engine, ids, hash_key=hash_key, actor=actor)
+        last = rows[-1].id
 
 
 # --------------------------------------------------------------------------- batch calls
@@ -235,7 +245,7 @@ def _receive(engine: Engine, bodies: Sequence[Body]) -> list[_Pending]:
     now = utcnow()
     t = Inbox.__table__
     rows = [{"biz_id": _label(b.biz_id), "source": b.source, "origin": _origin(b.origin),
-             "received_at": now, "body": b.body,
+             "received_at": now, "body": b.body, "receiver": b.receiver,
              "body_sha256": hashlib.sha256(b.body).hexdigest()} for b in bodies]
     with engine.begin() as conn:
         ids = insert_numbered(conn, t, rows)

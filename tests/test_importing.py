@@ -315,6 +315,44 @@ def test_concurrent_importers_store_each_case_once(mt_engine, tmp_path) -> None:
     chain_ok(mt_engine, 40)
 
 
+def test_an_import_never_resumes_the_batch_another_live_import_has_in_flight(engine,
+                                                                            tmp_path) -> None:
+    """Bodies another import (here: a live run of another machine) committed to the inbox a
+    moment ago are its own to store: this run leaves them, and stores its own documents."""
+    theirs = [doc(i) for i in range(130, 133)]
+    elsewhere = "other-host/1:4242:abc123"
+    store.receive_many(engine, [store.Body(dump(d).encode(), "import", receiver=elsewhere)
+                                for d in theirs])
+    mine = doc(133)
+    (tmp_path / "mine.json").write_text(dump(mine), encoding="utf-8")
+    report = import_paths(engine, [tmp_path], hash_key=KEY, actor="ops", workers=0)
+    assert (report.resumed, report.imported) == (0, 1)
+    with Session(engine) as s:
+        left = s.exec(select(Inbox.receiver).where(Inbox.processed_at.is_(None))).all()
+    assert left == [elsewhere] * 3
+
+
+def test_which_inbox_rows_an_import_treats_as_left_behind(monkeypatch) -> None:
+    from datetime import timedelta
+
+    from faceid import fetchqueue, importing
+    from faceid.timeutil import utcnow
+
+    now = utcnow()
+    here = fetchqueue.this_machine()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    live_run, ended_run = fetchqueue.default_owner(), fetchqueue.default_owner()
+    monkeypatch.setattr(importing, "_LIVE_RUNS", {live_run})
+    young, old = now, now - importing.LEFT_BEHIND_AFTER - timedelta(seconds=1)
+    assert importing._left_behind(None, young)  # written before receivers were kept
+    assert importing._left_behind(f"{here}:{dead}:aa", young)  # its process is gone
+    assert not importing._left_behind(live_run, old)  # a run of ours still going
+    assert importing._left_behind(ended_run, young)  # a run of ours that stopped
+    assert not importing._left_behind("other/1:77:aa", young)  # elsewhere, maybe running
+    assert importing._left_behind("other/1:77:aa", old.replace(tzinfo=None))  # long stuck
+
+
 def test_every_imported_case_has_its_export_line(engine, folder) -> None:
     import_paths(engine, [folder["root"]], hash_key=KEY, actor="ops", batch_docs=2)
     with engine.connect() as conn:
