@@ -9,12 +9,15 @@ PostgreSQL is selected by a ``postgresql+psycopg://`` DATABASE_URL.
 
 from __future__ import annotations
 
+import sqlite3
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Table, event, func, insert, select
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import StaticPool
 from sqlmodel import create_engine
 
@@ -86,15 +89,50 @@ def _sqlite_engine(url: str, database: str | None, *, echo: bool = False,
         cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_S * 1000}")
         cur.close()
 
+    # One writer at a time inside this process, queued on a lock: SQLite's own busy handler
+    # makes a waiting writer *sleep* (1, 2, 5 … up to 100 ms a try), so a dozen threads
+    # taking turns on the writer lock spent most of their time asleep beside a free database
+    # (issue 11). Other processes still meet the busy handler; the lock only orders ours.
+    # Not for the in-memory engine: its one shared connection is never used by two at once.
+    writer = None if memory else threading.Lock()
+
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
         # A reader that never writes (``reader(engine)``) takes a plain BEGIN: in WAL mode a
         # read snapshot neither waits for the writer nor holds it up, and pollers (the fetch
         # queue's waiters, the desk's lookups) would otherwise queue behind every store.
         read_only = conn.get_execution_options().get(READ_ONLY_OPTION)
-        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+        if read_only or writer is None:
+            conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+            return
+        if not writer.acquire(timeout=SQLITE_BUSY_TIMEOUT_S):
+            # What SQLite itself says after its busy timeout.
+            raise OperationalError("BEGIN IMMEDIATE", None,
+                                   sqlite3.OperationalError("database is locked"))
+        conn.info[_WRITER_KEY] = writer
+        try:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        except BaseException:
+            _let_writer_go(conn.info)
+            raise
 
+    if writer is not None:
+        # Fired just before COMMIT/ROLLBACK is sent; the next writer's BEGIN IMMEDIATE then
+        # waits at most for that statement. Check-in is the safety net (a connection closed
+        # or invalidated mid-transaction).
+        event.listen(engine, "commit", lambda conn: _let_writer_go(conn.info))
+        event.listen(engine, "rollback", lambda conn: _let_writer_go(conn.info))
+        event.listen(engine.pool, "checkin", lambda _dbapi, record: _let_writer_go(record.info))
     return engine
+
+
+_WRITER_KEY = "faceid_sqlite_writer"
+
+
+def _let_writer_go(info: dict[str, Any]) -> None:
+    lock = info.pop(_WRITER_KEY, None)
+    if lock is not None:
+        lock.release()
 
 
 def insert_numbered(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> list[int]:

@@ -36,7 +36,8 @@ from typing import Any
 from sqlalchemy import Connection, Engine, func, insert, update
 from sqlmodel import Session, col, select
 
-from faceid import audit, store
+from faceid import audit, fetchqueue, store
+from faceid.answer_batches import AnswerBatcher
 from faceid.client import RETURN_IMAGE_ALL, FaceIDClient
 from faceid.config import Settings
 from faceid.db import reader
@@ -232,6 +233,29 @@ class FetchSummary:
         return text
 
 
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A first fetch's 200 answer, committed to the inbox, not yet parsed or stored."""
+
+    ingesting: store.Ingesting
+    http_status: int | None
+    calls: int
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """What ``run_claim`` hands its storer: the job, who asked, and the answer."""
+
+    claim: Claim
+    actor: str
+    retry_in_s: float | None
+    answer: Answer
+
+
+#: Where ``run_claim`` hands an answer to be stored with others (``AnswerBatcher.put``).
+AnswerSink = Callable[[Received], None]
+
+
 class LedgerLog:
     """``AttemptLog`` that commits a ``FetchAttempt`` row before each request goes out.
 
@@ -246,6 +270,9 @@ class LedgerLog:
         self._engine, self._actor, self._clock = engine, actor, clock
         self._queue = fetch_queue
         self._slot: int | None = None
+        self._freed: int | None = None
+        #: An ``OK`` outcome not yet written (see ``after``).
+        self._ok: tuple[Any, int | None] | None = None
         self.calls = 0
         self.last_outcome: str | None = None
         self.last_status: int | None = None
@@ -286,23 +313,55 @@ class LedgerLog:
             pause = min(pause * 2, 0.1)
 
     def after(self, token: Any, outcome: str, http_status: int | None) -> None:
+        """Record the outcome and give the slot back. An ``OK`` waits for ``keep``: it is
+        written in the transaction that commits the answer to the inbox (one commit, not
+        two, while the slot is held); ``abort`` writes it if that never comes."""
         self.last_outcome, self.last_status = outcome, http_status
-        slot, self._slot = self._slot, None
-        with self._engine.begin() as conn:
-            conn.execute(update(FetchAttempt.__table__).where(_FA.id == token).values(
-                outcome=outcome, http_status=http_status, finished_at=self._now()))
-            if slot is not None and self._queue is not None:
-                self._queue.free_slot(conn, slot)
-        if slot is not None and self._queue is not None:
-            self._queue.slot_freed(slot)
+        self._ok = (token, http_status) if outcome == "OK" else None
+        if self._ok is None:
+            with self._engine.begin() as conn:
+                self._write(conn, token, outcome, http_status)
+            self._slot_freed()
+
+    def keep(self, conn: Connection) -> None:
+        """``store.start_ingest(also=...)``: write the pending ``OK`` beside the answer."""
+        if self._ok is not None:
+            token, http_status = self._ok
+            self._ok = None
+            self._write(conn, token, "OK", http_status)
+
+    def kept(self) -> None:
+        """After ``keep``'s transaction committed: wake local waiters for the slot."""
+        self._slot_freed()
+
+    def _write(self, conn: Connection, token: Any, outcome: str,
+               http_status: int | None) -> None:
+        conn.execute(update(FetchAttempt.__table__).where(_FA.id == token).values(
+            outcome=outcome, http_status=http_status, finished_at=self._now()))
+        if self._slot is not None and self._queue is not None:
+            self._queue.free_slot(conn, self._slot)
+            self._freed = self._slot
+            self._slot = None
+
+    def _slot_freed(self) -> None:
+        freed, self._freed = self._freed, None
+        if freed is not None and self._queue is not None:
+            self._queue.slot_freed(freed)
 
     def abort(self) -> None:
-        """Give back a slot whose ``after`` never ran (an unexpected exception mid-call)."""
-        slot, self._slot = self._slot, None
-        if slot is not None and self._queue is not None:
-            with self._engine.begin() as conn:
-                self._queue.free_slot(conn, slot)
-            self._queue.slot_freed(slot)
+        """Give back a slot whose outcome was never written (an unexpected exception
+        mid-call, or an answer that never reached ``keep``)."""
+        if self._slot is None and self._ok is None:
+            return
+        with self._engine.begin() as conn:
+            if self._ok is not None:
+                token, http_status = self._ok
+                self._ok = None
+                self._write(conn, token, "OK", http_status)
+            elif self._slot is not None and self._queue is not None:
+                self._queue.free_slot(conn, self._slot)
+                self._freed, self._slot = self._slot, None
+        self._slot_freed()
 
 
 _FA = FetchAttempt.__table__.c
@@ -457,17 +516,23 @@ class FetchService:
 
     def run_claim(self, claim: Claim, client: FaceIDClient, *, actor: str | None = None,
                   slot: AbstractContextManager[Any] | None = None,
-                  reraise: bool = False, retry_in_s: float | None = None) -> FetchOutcome:
+                  reraise: bool = False, retry_in_s: float | None = None,
+                  storer: AnswerSink | None = None) -> FetchOutcome | None:
         """Run one claimed job: fetch (or find it stored), record the outcome on the job and
         give the lease back. A transient failure of a job that allows more tries goes back to
         the queue (due after ``retry_delay_s``); a final outcome settles the callbacks that
         waited on it. Never raises, unless ``reraise`` (a person's own click: a refused
-        refetch is an error there)."""
+        refetch is an error there).
+
+        With ``storer``, a first fetch's answer is committed to the inbox here, then handed to
+        ``storer`` to be stored with others in one transaction (``store_answers``), and None
+        is returned: the calling thread is free for the next job at once, and the job's
+        outcome is recorded when its batch is stored."""
         biz_id, who = claim.biz_id, actor or claim.requested_by or "worker"
         error: BaseException | None = None
         try:
             outcome = self._fetch_locked(biz_id, who, claim.refetch, client,
-                                         slot or nullcontext())
+                                         slot or nullcontext(), defer=storer is not None)
         except _Stopped:
             self.queue.release(claim)
             return _not_attempted(biz_id)
@@ -486,26 +551,71 @@ class FetchService:
             with contextlib.suppress(Exception):
                 self.queue.release(claim)
             raise
+        if isinstance(outcome, Answer):
+            assert storer is not None
+            storer(Received(claim, who, retry_in_s, outcome))
+            return None
         try:
-            finished = self.queue.finish(
-                claim, ok=outcome.ok, status=outcome.status, message=outcome.message,
-                code=outcome.code, http_status=outcome.http_status,
-                verification_id=outcome.verification_id,
-                retry_in_s=(self.retry_delay_s if retry_in_s is None else retry_in_s)
-                if outcome.status == FAILED else None)
-            if finished.callbacks_waiting:
-                self.settle_callbacks(biz_id)
-        except Exception as exc:
-            # The database is away. Stop renewing the lease, so the job goes stale and is
-            # taken over (the store and the ledger already hold what this run did); never
-            # leave it held for as long as this process lives.
-            self.queue.forget(claim)
-            log.error("fetch biz_id=%s: outcome not recorded (%s)", biz_id, type(exc).__name__)
+            self._record([(claim, outcome, retry_in_s)])
+        except Exception:
             if reraise and error is None:
                 raise
         if reraise and error is not None:
             raise error
         return outcome
+
+    def _record(self, runs: list[tuple[Claim, FetchOutcome, float | None]]) -> None:
+        """Record the outcomes on their jobs (one transaction) and settle the callbacks that
+        waited on a final one. Raises if the database is away, after letting the jobs go."""
+        try:
+            finished = self.queue.finish_many([fetchqueue.Outcome(
+                claim, outcome.ok, outcome.status, outcome.message, outcome.code,
+                outcome.http_status, outcome.verification_id,
+                (self.retry_delay_s if retry_in_s is None else retry_in_s)
+                if outcome.status == FAILED else None)
+                for claim, outcome, retry_in_s in runs])
+            for (claim, _, _), done in zip(runs, finished, strict=True):
+                if done.callbacks_waiting:
+                    self.settle_callbacks(claim.biz_id)
+        except Exception as exc:
+            # The database is away. Stop renewing the leases, so the jobs go stale and are
+            # taken over (the store and the ledger already hold what this run did); never
+            # leave them held for as long as this process lives.
+            for claim, _, _ in runs:
+                self.queue.forget(claim)
+            log.error("fetch: outcome of %d job(s) not recorded (%s)", len(runs),
+                      type(exc).__name__)
+            raise
+
+    def store_answers(self, received: list[Received]) -> list[FetchOutcome]:
+        """Store answers ``run_claim`` handed to a storer, as one batch per actor (one
+        transaction: cases, export lines, audit entries), then record the jobs' outcomes in
+        one more. One outcome per answer, in order. If the database is away, the jobs are let
+        go (their answers wait in the inbox: the next run stores them, never reads again)."""
+        outcomes: dict[int, FetchOutcome] = {}
+        by_actor: dict[str, list[tuple[int, Received]]] = {}
+        for i, r in enumerate(received):
+            by_actor.setdefault(r.actor, []).append((i, r))
+        try:
+            for actor, group in by_actor.items():
+                results = store.finish_ingest(self.engine, store.Ingesting.merged(
+                    [r.answer.ingesting for _, r in group]), actor=actor)
+                for (i, r), result in zip(group, results, strict=True):
+                    outcomes[i] = self._stored_outcome(r.claim.biz_id, actor, result,
+                                                       r.answer.http_status, r.answer.calls)
+            self._record([(r.claim, outcomes[i], r.retry_in_s)
+                          for i, r in enumerate(received)])
+        except Exception as exc:
+            for r in received:
+                self.queue.forget(r.claim)
+            log.error("fetch: %d answer(s) not stored (%s); they wait in the inbox",
+                      len(received), type(exc).__name__)
+            return [outcomes.get(i) or FetchOutcome(
+                r.claim.biz_id, FAILED, "Received, but the database could not be reached "
+                f"({type(exc).__name__}); the answer waits in the inbox, and the next run "
+                "stores it without reading FaceID again.", None, "OK", r.answer.http_status,
+                r.answer.calls) for i, r in enumerate(received)]
+        return [outcomes[i] for i in range(len(received))]
 
     def finish_received_answers(self) -> int:
         """Store FaceID answers an interrupted run received but never stored; return how many
@@ -545,8 +655,11 @@ class FetchService:
         return len(ids)
 
     def _fetch_locked(self, biz_id: str, actor: str, refetch: bool, client: FaceIDClient,
-                      slot: AbstractContextManager[Any]) -> FetchOutcome:
-        """The fetch itself; the caller holds the job's lease (no one else reads biz_id)."""
+                      slot: AbstractContextManager[Any], *, defer: bool = False
+                      ) -> FetchOutcome | Answer:
+        """The fetch itself; the caller holds the job's lease (no one else reads biz_id).
+        With ``defer``, a first fetch's answer is committed to the inbox and returned as an
+        ``Answer`` for ``store_answers``."""
         leftover: list[int] = []
         vid, stored_sha, q = self._state(biz_id, leftover=leftover)
         if vid is not None and not refetch:
@@ -573,8 +686,15 @@ class FetchService:
                 with slot:
                     answer = client.get_result(biz_id, return_image=RETURN_IMAGE_ALL,
                                                return_verify_time=True, attempts=ledger)
+                    # Committed to the inbox first, with the ledger's OK and the request
+                    # slot given back in the same transaction; then parsed and stored from
+                    # the bytes in hand (not read back).
+                    ingesting = store.start_ingest(
+                        self.engine, [store.Body(answer.body, "api", "get_result", biz_id)],
+                        hash_key=self._settings.hash_key(), also=ledger.keep)
+                    ledger.kept()
             finally:
-                ledger.abort()  # frees the request slot if ``after`` never ran
+                ledger.abort()  # writes the outcome and frees the slot if that never ran
         except QuotaExhausted:
             # Raised by the ledger guard before a retry would have become one read too many.
             if vid is not None:
@@ -585,26 +705,28 @@ class FetchService:
         except (APIError, TransportError, RequestRefused) as exc:
             return self._failed(biz_id, actor, _status_of(exc), str(exc), ledger.last_outcome,
                                 ledger.last_status, ledger.calls)
-        # Committed to the inbox first, then parsed and stored from the bytes in hand (not
-        # read back): two transactions.
-        (result,) = store.ingest_many(
-            self.engine, [store.Body(answer.body, "api", "get_result", biz_id)],
-            hash_key=self._settings.hash_key(), actor=actor)
+        if defer and vid is None:
+            return Answer(ingesting, answer.http_status, ledger.calls)
+        (result,) = store.finish_ingest(self.engine, ingesting, actor=actor)
+        if vid is not None and result.error is None:
+            return self._record_refetch(biz_id, actor, vid, stored_sha, answer.body,
+                                        ledger.calls)
+        return self._stored_outcome(biz_id, actor, result, answer.http_status, ledger.calls)
+
+    def _stored_outcome(self, biz_id: str, actor: str, result: store.Stored,
+                        http_status: int | None, calls: int) -> FetchOutcome:
         if result.error is not None:
             # FaceID answered 200 with something that is not a result; the body stays in the
             # inbox (with the reason) for a person to look at.
             return self._failed(biz_id, actor, FAILED,
                                 f"FaceID's answer could not be stored: {result.error}",
-                                "OK", answer.http_status, ledger.calls)
-        if vid is not None:
-            return self._record_refetch(biz_id, actor, vid, stored_sha, answer.body,
-                                        ledger.calls)
+                                "OK", http_status, calls)
         note = ""
         if result.biz_id != biz_id:
             note = f" (FaceID's answer names biz_id {result.biz_id!r})"
         message = "Fetched and stored." if result.created else "Already stored."
         return FetchOutcome(biz_id, STORED if result.created else ALREADY, message + note,
-                            result.verification_id, "OK", answer.http_status, ledger.calls)
+                            result.verification_id, "OK", http_status, calls)
 
     def _record_refetch(self, biz_id: str, actor: str, vid: int, stored_sha: str | None,
                         body: bytes, calls: int) -> FetchOutcome:
@@ -715,7 +837,10 @@ class _Batch:
             self.finished.add(outcome.biz_id)
         self.report(outcome)
 
-    def _worker(self, client: FaceIDClient) -> None:
+    def _stored(self, received: Received, outcome: FetchOutcome) -> None:
+        self._done(outcome)
+
+    def _worker(self, client: FaceIDClient, answers: AnswerBatcher) -> None:
         while (biz_id := self.work.get()) is not None:
             if self.stop.is_set():
                 with self.lock:
@@ -728,8 +853,11 @@ class _Batch:
                     with self.lock:
                         self.waiting.add(biz_id)
                     continue
-                outcome = self.service.run_claim(claim, client, actor=self.actor,
-                                                 slot=self.slots)
+                handed = self.service.run_claim(claim, client, actor=self.actor,
+                                                slot=self.slots, storer=answers.put)
+                if handed is None:
+                    continue  # the batcher reports it once stored
+                outcome = handed
             except Exception as exc:  # the database is away: this biz_id fails, not the run
                 log.error("fetch biz_id=%s failed (%s)", biz_id, type(exc).__name__)
                 outcome = FetchOutcome(biz_id, FAILED, "The database could not be reached "
@@ -740,15 +868,19 @@ class _Batch:
         for biz_id in self.todo:
             self.work.put(biz_id)
         client = self.service.client()
-        with ThreadPoolExecutor(max_workers=self.threads,
-                                thread_name_prefix="faceid-fetch") as pool:
-            for _ in range(self.threads):
-                pool.submit(self._worker, client)
-            try:
-                self._watch()
-            finally:
+        answers = AnswerBatcher(self.service.store_answers, self._stored).start()
+        try:
+            with ThreadPoolExecutor(max_workers=self.threads,
+                                    thread_name_prefix="faceid-fetch") as pool:
                 for _ in range(self.threads):
-                    self.work.put(None)
+                    pool.submit(self._worker, client, answers)
+                try:
+                    self._watch()
+                finally:
+                    for _ in range(self.threads):
+                        self.work.put(None)
+        finally:
+            answers.close()
         if self.skipped:
             self.service.queue.abandon(self.skipped, "Not attempted: an earlier answer showed "
                                        "every call would be refused.")

@@ -26,16 +26,31 @@ Why a table of our own rather than a task-queue library: docs/decisions.md 23.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import secrets
 import socket
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Float, and_, case, cast, func, or_, select, update
+from sqlalchemy import (
+    Boolean,
+    Connection,
+    Engine,
+    Float,
+    and_,
+    bindparam,
+    case,
+    cast,
+    false,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.pool import StaticPool
 
@@ -55,8 +70,10 @@ S = FetchSlot.__table__.c
 I = Inbox.__table__.c  # noqa: E741 - the inbox's columns, beside J and S
 
 
+@functools.cache
 def db_now(dialect: str) -> Any:
-    """The database's clock as epoch seconds, as SQL (so every process uses the same clock)."""
+    """The database's clock as epoch seconds, as SQL (so every process uses the same clock).
+    Built once per dialect: it is in nearly every statement of the queue."""
     if dialect == "postgresql":
         # clock_timestamp(), not now(): now() is frozen at the start of the transaction.
         return cast(func.extract("epoch", func.clock_timestamp()), Float)
@@ -131,6 +148,20 @@ class Finished:
 
     state: str
     callbacks_waiting: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """A run's outcome for ``finish_many`` (the arguments of ``finish``)."""
+
+    claim: Claim
+    ok: bool
+    status: str
+    message: str
+    code: str | None = None
+    http_status: int | None = None
+    verification_id: int | None = None
+    retry_in_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -333,35 +364,58 @@ class FetchQueue:
         ``retry_in_s`` (a transient failure with tries left) puts the job back in the queue,
         due after that many seconds; otherwise a failure is final until someone asks again.
         """
-        retry = not ok and retry_in_s is not None and claim.tries < claim.max_tries
-        state = DONE if ok else (QUEUED if retry else FAILED)
+        return self.finish_many([Outcome(claim, ok, status, message, code, http_status,
+                                         verification_id, retry_in_s)])[0]
+
+    def finish_many(self, outcomes: Sequence[Outcome]) -> list[Finished]:
+        """``finish`` for several runs in one transaction and one executemany (a worker's
+        batch of stored answers); one ``Finished`` per outcome, in order."""
+        if not outcomes:
+            return []
         now = self._now()
-        values: dict[str, Any] = {
-            "state": state, "lease_owner": None, "lease_until": None, "finished_at": now,
-            "last_status": status, "last_code": code, "last_http_status": http_status,
-            "last_message": message[:1024], "verification_id": verification_id,
-            "not_before": now + float(retry_in_s or 0) if retry else None,
-        }
-        if ok:
-            values["refetch"] = False
-        callbacks = False
+        rows: list[dict[str, Any]] = []
+        states: list[str] = []
+        for o in outcomes:
+            claim = o.claim
+            retry = not o.ok and o.retry_in_s is not None and claim.tries < claim.max_tries
+            state = DONE if o.ok else (QUEUED if retry else FAILED)
+            states.append(state)
+            rows.append({"_id": claim.job_id, "_state": state, "_status": o.status,
+                         "_code": o.code, "_http": o.http_status,
+                         "_message": o.message[:1024], "_vid": o.verification_id,
+                         "_retry": float(o.retry_in_s or 0) if retry else None,
+                         "_ok": bool(o.ok)})
+        stmt = (update(FetchJob.__table__)
+                .where(J.id == bindparam("_id"), J.lease_owner == self.owner, J.state == RUNNING)
+                .values(state=bindparam("_state"), lease_owner=None, lease_until=None,
+                        finished_at=now, last_status=bindparam("_status"),
+                        last_code=bindparam("_code"), last_http_status=bindparam("_http"),
+                        last_message=bindparam("_message"),
+                        verification_id=bindparam("_vid"),
+                        # NULL (no retry) + now is NULL: not due again by itself.
+                        not_before=now + bindparam("_retry", type_=Float),
+                        # A fetched refetch is done; a failed one is still wanted.
+                        refetch=case((bindparam("_ok", type_=Boolean), false()),
+                                     else_=J.refetch)))
+        final = [o.claim.biz_id for o, st in zip(outcomes, states, strict=True)
+                 if st != QUEUED]
         with self.engine.begin() as conn:
-            done = conn.execute(update(FetchJob.__table__)
-                                .where(J.id == claim.job_id, J.lease_owner == self.owner,
-                                       J.state == RUNNING).values(**values)).rowcount
-            if state != QUEUED:
+            done = conn.execute(stmt, rows).rowcount
+            waiting: set[str] = set()
+            if final:
                 # Asked here, in the same transaction, so the common case (no callback) costs
                 # no transaction of its own.
-                callbacks = conn.execute(select(I.id).where(
-                    I.source == "notify", I.biz_id == claim.biz_id,
-                    I.processed_at.is_(None)).limit(1)).first() is not None
-        self._let_go(jobs=[claim.job_id])
-        if not done:
+                waiting = set(conn.execute(select(I.biz_id).where(
+                    I.source == "notify", I.biz_id.in_(final), I.processed_at.is_(None))
+                    .distinct()).scalars())
+        self._let_go(jobs=[o.claim.job_id for o in outcomes])
+        if done is not None and 0 <= done < len(rows):
             # Our lease ran out and another process took the job over: its run stands (the
             # store is idempotent by biz_id, and the ledger counted our read).
-            log.warning("fetch job for biz_id=%s was taken over after its lease expired",
-                        claim.biz_id)
-        return Finished(state, callbacks)
+            log.warning("%d fetch job(s) were taken over after their lease expired",
+                        len(rows) - done)
+        return [Finished(st, st != QUEUED and o.claim.biz_id in waiting)
+                for o, st in zip(outcomes, states, strict=True)]
 
     def expire_gone_holders(self, owners: Iterable[str | None]) -> int:
         """End now the leases of holders that are processes of this machine no longer alive
@@ -559,6 +613,7 @@ __all__ = [
     "Claim",
     "FetchQueue",
     "Finished",
+    "Outcome",
     "JobView",
     "QueueStatus",
     "db_now",

@@ -209,14 +209,26 @@ class Ingesting:
     cases: Iterator[_Case | str]
     hash_key: bytes
 
+    @classmethod
+    def merged(cls, batches: Sequence[Ingesting]) -> Ingesting:
+        """Several started batches as one, for ``finish_ingest`` to store in one transaction
+        (a fetch worker commits each answer to the inbox as it comes, then stores them
+        together)."""
+        if not batches:
+            raise ValueError("nothing to merge")
+        return cls([p for b in batches for p in b.pending],
+                   itertools.chain.from_iterable(b.cases for b in batches), batches[0].hash_key)
+
 
 def start_ingest(engine: Engine, bodies: Sequence[Body], *, hash_key: bytes,
-                 executor: Executor | None = None) -> Ingesting:
+                 executor: Executor | None = None,
+                 also: Callable[[Connection], None] | None = None) -> Ingesting:
     """First half of ``ingest_many``: commit the bodies to the inbox, then parse them, in
     ``executor`` (a process pool: parsing is pure Python, threads would not run it in
     parallel) without waiting, or here. A caller can store the previous batch meanwhile;
-    ``finish_ingest`` stores this one."""
-    pending = _receive(engine, bodies)
+    ``finish_ingest`` stores this one. ``also`` writes in the inbox's transaction (the fetch
+    ledger's outcome of the read that brought the body: one commit instead of two)."""
+    pending = _receive(engine, bodies, also)
     return Ingesting(pending, _parse(pending, hash_key, executor), hash_key)
 
 
@@ -239,7 +251,8 @@ def finish_ingest(engine: Engine, batch: Ingesting, *, actor: str = "system") ->
     return [out[p.inbox_id] for p in pending]
 
 
-def _receive(engine: Engine, bodies: Sequence[Body]) -> list[_Pending]:
+def _receive(engine: Engine, bodies: Sequence[Body],
+             also: Callable[[Connection], None] | None = None) -> list[_Pending]:
     if not bodies:
         return []
     now = utcnow()
@@ -248,6 +261,8 @@ def _receive(engine: Engine, bodies: Sequence[Body]) -> list[_Pending]:
              "received_at": now, "body": b.body, "receiver": b.receiver,
              "body_sha256": hashlib.sha256(b.body).hexdigest()} for b in bodies]
     with engine.begin() as conn:
+        if also is not None:
+            also(conn)
         ids = insert_numbered(conn, t, rows)
     return [_Pending(i, b.source, now, b.body, r["body_sha256"], b.doc)
             for i, b, r in zip(ids, bodies, rows, strict=True)]

@@ -16,8 +16,9 @@ import random
 import threading
 import time
 
+from faceid.answer_batches import AnswerBatcher
 from faceid.client import FaceIDClient
-from faceid.fetching import FetchService
+from faceid.fetching import FetchOutcome, FetchService, Received
 from faceid.fetchqueue import Claim
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,7 @@ class Worker:
         self._idle_threads = 0
         self._jobs: queue.SimpleQueue[Claim | None] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
+        self._answers: AnswerBatcher | None = None
 
     @property
     def running(self) -> bool:
@@ -69,6 +71,9 @@ class Worker:
             log.warning("worker: pending bodies not processed (%s)", type(exc).__name__)
         self._idle_threads = self.threads
         client = self.fetcher.client()
+        # The run threads only wait on FaceID; what comes back is stored in batches here.
+        self._answers = AnswerBatcher(self.fetcher.store_answers, self._stored,
+                                      name=f"faceid-{self.name}-store").start()
         self._threads = [threading.Thread(target=self._run, args=(client,), daemon=True,
                                           name=f"faceid-{self.name}-{i}")
                          for i in range(self.threads)]
@@ -94,6 +99,9 @@ class Worker:
         for t in self._threads:
             t.join(timeout)
         self._threads = []
+        if self._answers is not None:  # store what the run threads handed over, then stop
+            self._answers.close(timeout)
+            self._answers = None
 
     def run_forever(self) -> None:
         """The CLI verb: run until ``stop_soon`` (a signal handler) is called."""
@@ -145,11 +153,18 @@ class Worker:
             for _ in range(self.threads):
                 self._jobs.put(None)
 
+    def _stored(self, received: Received, outcome: FetchOutcome) -> None:
+        log.info("worker: biz_id=%s %s", received.claim.biz_id, outcome.status)
+
     def _run(self, client: FaceIDClient) -> None:
+        answers = self._answers
+        assert answers is not None
         while (claim := self._jobs.get()) is not None:
             try:
-                outcome = self.fetcher.run_claim(claim, client, retry_in_s=self.retry_delay_s)
-                log.info("worker: biz_id=%s %s", claim.biz_id, outcome.status)
+                outcome = self.fetcher.run_claim(claim, client, retry_in_s=self.retry_delay_s,
+                                                 storer=answers.put)
+                if outcome is not None:  # None: handed to the batcher, logged once stored
+                    log.info("worker: biz_id=%s %s", claim.biz_id, outcome.status)
             except Exception as exc:  # a thread must outlive one bad job or a database hiccup
                 log.error("worker: biz_id=%s failed (%s)", claim.biz_id, type(exc).__name__)
             finally:

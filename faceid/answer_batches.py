@@ -1,0 +1,96 @@
+"""Store fetched answers in small batches, off the threads that wait on FaceID.
+
+Storing one answer at a time costs a write transaction, an audit-chain extension and an
+export-line render per answer, on the threads that should be sending the next request: at a
+short latency the request slots then idle behind the store (issue 11). ``run_claim`` instead
+commits each answer to the inbox (raw first, as always) and hands it to an ``AnswerBatcher``:
+one thread per worker that stores whatever has arrived since its last batch, in one
+transaction (``FetchService.store_answers``), and records the jobs' outcomes in one more.
+Nothing waits to fill a batch: while one is stored, the next gathers.
+
+A crash between the two loses nothing: the answers are in the inbox, their jobs' leases lapse,
+and the next run for each biz_id stores its answer without reading FaceID again.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from faceid.fetching import FetchOutcome, Received
+
+log = logging.getLogger(__name__)
+
+#: Answers per store transaction at most: past a few dozen a bigger batch no longer pays, and
+#: a smaller one finishes its jobs sooner.
+MAX_BATCH = 32
+
+
+class AnswerBatcher:
+    """A thread storing the answers ``put`` to it, a batch at a time, then calling
+    ``on_done(received, outcome)`` for each. ``close`` stores what is left and stops."""
+
+    def __init__(self, store_answers: Callable[[list[Received]], list[FetchOutcome]],
+                 on_done: Callable[[Received, FetchOutcome], None] | None = None, *,
+                 max_batch: int = MAX_BATCH, name: str = "faceid-store") -> None:
+        self._store, self._on_done, self._max = store_answers, on_done, max(1, max_batch)
+        self._queue: queue.SimpleQueue[Received | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, daemon=True, name=name)
+        self.batches = 0
+        self.stored = 0
+
+    def start(self) -> AnswerBatcher:
+        self._thread.start()
+        return self
+
+    def put(self, received: Received) -> None:
+        self._queue.put(received)
+
+    def close(self, timeout: float | None = None) -> None:
+        """Store every answer put so far, then stop the thread."""
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        closing = False
+        while not closing:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            while len(batch) < self._max:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    closing = True
+                    break
+                batch.append(more)
+            self._store_batch(batch)
+
+    def _store_batch(self, batch: list[Received]) -> None:
+        try:
+            outcomes = self._store(batch)
+        except Exception as exc:  # store_answers answers for the database; this is a bug
+            log.error("storing %d answer(s) failed (%s); they wait in the inbox", len(batch),
+                      type(exc).__name__, exc_info=True)
+            return
+        self.batches += 1
+        self.stored += len(batch)
+        if self._on_done is None:
+            return
+        for received, outcome in zip(batch, outcomes, strict=True):
+            try:
+                self._on_done(received, outcome)
+            except Exception:
+                log.error("answer callback failed for biz_id=%s", received.claim.biz_id,
+                          exc_info=True)
+
+
+__all__ = ["MAX_BATCH", "AnswerBatcher"]
