@@ -6,7 +6,7 @@ short latency the request slots then idle behind the store (issue 11). ``run_cla
 commits each answer to the inbox (raw first, as always) and hands it to an ``AnswerBatcher``:
 one thread per worker that stores whatever has arrived since its last batch, in one
 transaction (``FetchService.store_answers``), and records the jobs' outcomes in one more.
-Nothing waits to fill a batch: while one is stored, the next gathers.
+A batch waits a moment (``LINGER_S``) for more answers; ``close`` stores what is left at once.
 
 A crash between the two loses nothing: the answers are in the inbox, their jobs' leases lapse,
 and the next run for each biz_id stores its answer without reading FaceID again.
@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -28,6 +29,10 @@ log = logging.getLogger(__name__)
 #: Answers per store transaction at most: past a few dozen a bigger batch no longer pays, and
 #: a smaller one finishes its jobs sooner.
 MAX_BATCH = 32
+#: How long a batch waits for more answers once it has one. The request slots are already
+#: free by then (only the job's outcome waits), and fuller batches cost less per answer: the
+#: store's fixed cost per transaction is several times that of one answer (bench/README.md).
+LINGER_S = 0.05
 
 
 class AnswerBatcher:
@@ -36,8 +41,10 @@ class AnswerBatcher:
 
     def __init__(self, store_answers: Callable[[list[Received]], list[FetchOutcome]],
                  on_done: Callable[[Received, FetchOutcome], None] | None = None, *,
-                 max_batch: int = MAX_BATCH, name: str = "faceid-store") -> None:
+                 max_batch: int = MAX_BATCH, linger_s: float = LINGER_S,
+                 name: str = "faceid-store") -> None:
         self._store, self._on_done, self._max = store_answers, on_done, max(1, max_batch)
+        self._linger = linger_s
         self._queue: queue.SimpleQueue[Received | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, daemon=True, name=name)
         self.batches = 0
@@ -63,9 +70,10 @@ class AnswerBatcher:
             if first is None:
                 return
             batch = [first]
+            until = time.monotonic() + self._linger
             while len(batch) < self._max:
                 try:
-                    more = self._queue.get_nowait()
+                    more = self._queue.get(timeout=max(0.0, until - time.monotonic()))
                 except queue.Empty:
                     break
                 if more is None:

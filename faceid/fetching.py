@@ -26,7 +26,7 @@ import queue
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
@@ -234,6 +234,17 @@ class FetchSummary:
 
 
 @dataclass(frozen=True, slots=True)
+class JobState:
+    """What is known of a biz_id before its run calls FaceID (``FetchService.states``)."""
+
+    verification_id: int | None
+    stored_sha256: str | None
+    quota: QuotaInfo
+    #: The inbox id of an answer received but never stored (an interrupted run's).
+    leftover: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Answer:
     """A first fetch's 200 answer, committed to the inbox, not yet parsed or stored."""
 
@@ -433,10 +444,14 @@ class FetchService:
     def _quota(self, conn: Connection, biz_id: str) -> QuotaInfo:
         rows = conn.execute(select(_FA.outcome, _FA.http_status, _FA.started_at)
                             .where(_FA.biz_id == biz_id).order_by(_FA.id)).all()
+        return self._quota_of(biz_id, rows)
+
+    def _quota_of(self, biz_id: str, rows: Sequence[Any]) -> QuotaInfo:
+        """The quota from a biz_id's ledger rows (outcome, http_status, started_at), in order."""
         used = sum(attempt_spent(o, h) for o, h, _ in rows)
         start = biz_id_started(biz_id)
         if start is None and rows:
-            start = as_utc(rows[0].started_at)
+            start = as_utc(rows[0][2])
         return QuotaInfo(
             biz_id=biz_id, reads_used=used, attempts=len(rows),
             deadline=start + WINDOW if start else None,
@@ -444,24 +459,48 @@ class FetchService:
             now=self.now(),
         )
 
+    def states(self, biz_ids: Sequence[str]) -> dict[str, JobState]:
+        """What a run needs to know before calling FaceID for each biz_id, in one read
+        transaction of three queries whatever their number (a worker asks for each batch it
+        claims): whether it is stored, its quota, and any answer received but never stored."""
+        wanted = list(dict.fromkeys(biz_ids))
+        stored: dict[str, tuple[int, str | None]] = {}
+        ledger: dict[str, list[Any]] = {b: [] for b in wanted}
+        leftover: dict[str, int] = {}
+        v, raw, inbox = Verification.__table__, RawResponse.__table__, Inbox.__table__
+        with self._reader.connect() as conn:
+            for i in range(0, len(wanted), 500):
+                part = wanted[i:i + 500]
+                stored.update((r[0], (r[1], r[2])) for r in conn.execute(
+                    select(v.c.biz_id, v.c.id, raw.c.original_sha256)
+                    .select_from(v.outerjoin(raw, raw.c.verification_id == v.c.id))
+                    .where(v.c.biz_id.in_(part))))
+                for r in conn.execute(select(_FA.biz_id, _FA.outcome, _FA.http_status,
+                                             _FA.started_at)
+                                      .where(_FA.biz_id.in_(part)).order_by(_FA.id)):
+                    ledger[r[0]].append(r[1:])
+                for biz_id, inbox_id in conn.execute(
+                        select(inbox.c.biz_id, func.min(inbox.c.id))
+                        .where(inbox.c.biz_id.in_(part), inbox.c.source == "api",
+                               inbox.c.processed_at.is_(None))
+                        .group_by(inbox.c.biz_id)):
+                    leftover[biz_id] = inbox_id
+        out: dict[str, JobState] = {}
+        for b in wanted:
+            vid, sha = stored.get(b, (None, None))
+            out[b] = JobState(vid, sha, self._quota_of(b, ledger[b]),
+                              None if vid is not None else leftover.get(b))
+        return out
+
     def _state(self, biz_id: str, *, leftover: list[int] | None = None
                ) -> tuple[int | None, str | None, QuotaInfo]:
-        """(verification id, stored body sha256, quota) in one read transaction (Core rows,
-        not ORM objects: this runs before every fetch). With ``leftover``, also appends the
-        inbox id of an answer received for this biz_id but never stored (an interrupted
-        run's)."""
-        with self._reader.connect() as conn:
-            row = conn.execute(select(Verification.id, RawResponse.original_sha256)
-                               .join(RawResponse, isouter=True)
-                               .where(Verification.biz_id == biz_id)).first()
-            q = self._quota(conn, biz_id)
-            if leftover is not None and row is None:
-                inbox_id = conn.execute(select(Inbox.id).where(
-                    Inbox.biz_id == biz_id, Inbox.source == "api",
-                    col(Inbox.processed_at).is_(None)).order_by(col(Inbox.id))).scalar()
-                if inbox_id is not None:
-                    leftover.append(inbox_id)
-        return (row[0], row[1], q) if row else (None, None, q)
+        """(verification id, stored body sha256, quota) in one read transaction. With
+        ``leftover``, also appends the inbox id of an answer received for this biz_id but
+        never stored (an interrupted run's)."""
+        st = self.states([biz_id])[biz_id]
+        if leftover is not None and st.leftover is not None:
+            leftover.append(st.leftover)
+        return st.verification_id, st.stored_sha256, st.quota
 
     def lookup(self, biz_id: str, actor: str | Any) -> LookupResult:
         """Store first; if the biz_id is not stored, say what a fetch would cost. No API call."""
@@ -517,7 +556,8 @@ class FetchService:
     def run_claim(self, claim: Claim, client: FaceIDClient, *, actor: str | None = None,
                   slot: AbstractContextManager[Any] | None = None,
                   reraise: bool = False, retry_in_s: float | None = None,
-                  storer: AnswerSink | None = None) -> FetchOutcome | None:
+                  storer: AnswerSink | None = None,
+                  state: JobState | None = None) -> FetchOutcome | None:
         """Run one claimed job: fetch (or find it stored), record the outcome on the job and
         give the lease back. A transient failure of a job that allows more tries goes back to
         the queue (due after ``retry_delay_s``); a final outcome settles the callbacks that
@@ -527,12 +567,14 @@ class FetchService:
         With ``storer``, a first fetch's answer is committed to the inbox here, then handed to
         ``storer`` to be stored with others in one transaction (``store_answers``), and None
         is returned: the calling thread is free for the next job at once, and the job's
-        outcome is recorded when its batch is stored."""
+        outcome is recorded when its batch is stored. ``state`` is ``states()``'s answer for
+        the biz_id, read after the claim (a worker reads it for its whole batch at once)."""
         biz_id, who = claim.biz_id, actor or claim.requested_by or "worker"
         error: BaseException | None = None
         try:
             outcome = self._fetch_locked(biz_id, who, claim.refetch, client,
-                                         slot or nullcontext(), defer=storer is not None)
+                                         slot or nullcontext(), defer=storer is not None,
+                                         state=state)
         except _Stopped:
             self.queue.release(claim)
             return _not_attempted(biz_id)
@@ -655,13 +697,15 @@ class FetchService:
         return len(ids)
 
     def _fetch_locked(self, biz_id: str, actor: str, refetch: bool, client: FaceIDClient,
-                      slot: AbstractContextManager[Any], *, defer: bool = False
-                      ) -> FetchOutcome | Answer:
+                      slot: AbstractContextManager[Any], *, defer: bool = False,
+                      state: JobState | None = None) -> FetchOutcome | Answer:
         """The fetch itself; the caller holds the job's lease (no one else reads biz_id).
         With ``defer``, a first fetch's answer is committed to the inbox and returned as an
         ``Answer`` for ``store_answers``."""
-        leftover: list[int] = []
-        vid, stored_sha, q = self._state(biz_id, leftover=leftover)
+        if state is None:
+            state = self.states([biz_id])[biz_id]
+        vid, stored_sha, q = state.verification_id, state.stored_sha256, state.quota
+        leftover = [] if state.leftover is None else [state.leftover]
         if vid is not None and not refetch:
             return FetchOutcome(biz_id, ALREADY, "Already stored; FaceID was not called.", vid)
         if leftover:

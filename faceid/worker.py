@@ -18,13 +18,15 @@ import time
 
 from faceid.answer_batches import AnswerBatcher
 from faceid.client import FaceIDClient
-from faceid.fetching import FetchOutcome, FetchService, Received
+from faceid.fetching import FetchOutcome, FetchService, JobState, Received
 from faceid.fetchqueue import Claim
 
 log = logging.getLogger(__name__)
 
 #: How long an idle thread sleeps before asking the queue again.
 DEFAULT_IDLE_S = 0.5
+#: How long the dispatcher waits for a few run threads to be free before claiming.
+CLAIM_GATHER_S = 0.02
 #: How often an idle worker looks for leases of dead processes of its machine.
 REAP_EVERY_S = 5.0
 
@@ -45,15 +47,19 @@ class Worker:
         # came back, so the request slots never idle behind parsing and the database.
         self.threads = max(1, threads if threads is not None else 2 * fetcher.queue.cap)
         self.idle_s = idle_s
+        self._claim_min = max(1, self.threads // 4)
         self.name = name
         self.runs = 0
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._idle = threading.Condition()
         self._idle_threads = 0
-        self._jobs: queue.SimpleQueue[Claim | None] = queue.SimpleQueue()
+        self._jobs: queue.SimpleQueue[tuple[Claim, JobState | None] | None] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
         self._answers: AnswerBatcher | None = None
+        # No more threads of this process ask the database for a request slot than there
+        # are slots: the others would only spin on write transactions that cannot succeed.
+        self._local_slots = threading.BoundedSemaphore(fetcher.queue.cap)
 
     @property
     def running(self) -> bool:
@@ -117,6 +123,13 @@ class Worker:
                 with self._idle:
                     while self._idle_threads == 0 and not self._stop.is_set():
                         self._idle.wait(1.0)
+                    # A claim costs about as much for four jobs as for one: wait a moment for
+                    # a few threads to be free. Twice as many threads as request slots means
+                    # the slots are still busy meanwhile.
+                    until = time.monotonic() + CLAIM_GATHER_S
+                    while (self._idle_threads < self._claim_min and not self._stop.is_set()
+                           and (left := until - time.monotonic()) > 0):
+                        self._idle.wait(left)
                     want = self._idle_threads
                 if self._stop.is_set():
                     break
@@ -138,8 +151,13 @@ class Worker:
                     continue
                 with self._idle:
                     self._idle_threads -= len(claims)
+                try:  # one read for the batch instead of one per job (else each run reads)
+                    states = self.fetcher.states([c.biz_id for c in claims])
+                except Exception as exc:
+                    log.warning("worker: state read failed (%s)", type(exc).__name__)
+                    states = {}
                 for claim in claims:
-                    self._jobs.put(claim)
+                    self._jobs.put((claim, states.get(claim.biz_id)))
         finally:
             # Hand back anything claimed but not started, so no job waits for a lease to run
             # out; then tell each run thread to stop.
@@ -149,7 +167,7 @@ class Worker:
                 except queue.Empty:
                     break
                 if left is not None:
-                    self.fetcher.queue.release(left)
+                    self.fetcher.queue.release(left[0])
             for _ in range(self.threads):
                 self._jobs.put(None)
 
@@ -159,10 +177,12 @@ class Worker:
     def _run(self, client: FaceIDClient) -> None:
         answers = self._answers
         assert answers is not None
-        while (claim := self._jobs.get()) is not None:
+        while (job := self._jobs.get()) is not None:
+            claim, state = job
             try:
                 outcome = self.fetcher.run_claim(claim, client, retry_in_s=self.retry_delay_s,
-                                                 storer=answers.put)
+                                                 slot=self._local_slots, storer=answers.put,
+                                                 state=state)
                 if outcome is not None:  # None: handed to the batcher, logged once stored
                     log.info("worker: biz_id=%s %s", claim.biz_id, outcome.status)
             except Exception as exc:  # a thread must outlive one bad job or a database hiccup

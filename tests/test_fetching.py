@@ -477,7 +477,7 @@ def test_a_database_fault_when_finishing_lets_the_job_go_stale(mt_engine, sim, c
     def unreachable(*a, **kw):
         raise OSError("database away")
 
-    monkeypatch.setattr(service.queue, "finish", unreachable)
+    monkeypatch.setattr(service.queue, "finish_many", unreachable)
     outcome = service.run_claim(claim, client)
     assert outcome.status == "stored"
     assert service.queue.held() == (set(), set())
