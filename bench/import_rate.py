@@ -43,10 +43,10 @@ from sqlalchemy import Column, Engine, Integer, LargeBinary, MetaData, String, T
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from faceid import audit, importing, schema  # noqa: E402
-from faceid.db import make_engine  # noqa: E402
-from faceid.importing import ImportReport, import_paths  # noqa: E402
-from faceid.simulator import generate_result  # noqa: E402
+from faceid.api.simulator import generate_result  # noqa: E402
+from faceid.store import audit, importing, schema  # noqa: E402
+from faceid.store.db import make_engine  # noqa: E402
+from faceid.store.importing import ImportReport, import_paths  # noqa: E402
 
 DISTINCT = 400  # distinct generated cases; the rest are copies under new biz_ids
 FLOOR_COMMIT_EVERY = 500

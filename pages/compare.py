@@ -22,10 +22,16 @@ from __future__ import annotations
 import streamlit as st
 
 import pages
-from faceid.actors import Actor
-from faceid.csvsafe import frame_csv
-from faceid.errors import FaceIDError
-from faceid.insights import COMPARE_MAX, COMPARE_MIN, CaseOptions, CompareView, InsightsService
+from faceid.access.actors import Actor
+from faceid.core.csvsafe import frame_csv
+from faceid.core.errors import FaceIDError
+from faceid.reports.insights import (
+    COMPARE_MAX,
+    COMPARE_MIN,
+    CaseOptions,
+    CompareView,
+    InsightsService,
+)
 from pages import _widgets as w
 
 IDS_KEY = "compare_ids"

@@ -7,11 +7,11 @@ from __future__ import annotations
 import streamlit as st
 
 import pages
-from faceid import vocab
-from faceid.actors import Actor
-from faceid.decisions import STATES
-from faceid.permissions import Permission
-from faceid.review import (
+from faceid.access.actors import Actor
+from faceid.access.permissions import Permission
+from faceid.api import vocab
+from faceid.review.decisions import STATES
+from faceid.review.service import (
     BAND_OPTIONS,
     LIVENESS_OPTIONS,
     SORTS,
@@ -19,7 +19,7 @@ from faceid.review import (
     QueueFilter,
     ReviewService,
 )
-from faceid.summary import RISK_FLAGS
+from faceid.store.summary import RISK_FLAGS
 from pages import _widgets as w
 
 TABLE_KEY = "queue_table"

@@ -17,13 +17,15 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, text
 from sqlmodel import Session, select
 
-from faceid import export, retention, store, triggers
-from faceid.actors import Actor
-from faceid.config import Settings
-from faceid.export import ExportFilter, ExportReport, export_csv
-from faceid.review import ReviewService
-from faceid.simulator import generate_result
-from faceid.tables import ExportLine, Verification
+from faceid.access.actors import Actor
+from faceid.api.simulator import generate_result
+from faceid.core.config import Settings
+from faceid.reports import export, retention
+from faceid.reports.export import ExportFilter, ExportReport, export_csv
+from faceid.review.service import ReviewService
+from faceid.store import triggers
+from faceid.store import write as store
+from faceid.store.tables import ExportLine, Verification
 from tests.test_export import AUDITOR, EXPECTED_CSV, SMALL_SET, seed_small
 
 REVIEWER = Actor("rita.reviewer", "Rita", "reviewer")
@@ -231,8 +233,9 @@ def test_unmasked_export_never_uses_the_cache(engine: Engine, hash_key: bytes) -
 def test_db_upgrade_and_refresh_export_render_missing_lines(
         tmp_path: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
         hash_key: bytes) -> None:
-    from faceid import cli, schema
-    from faceid.db import make_engine
+    from faceid.cli import main as cli
+    from faceid.store import schema
+    from faceid.store.db import make_engine
 
     url = f"sqlite:///{tmp_path / 'desk.db'}"
     monkeypatch.setenv("DATABASE_URL", url)

@@ -19,12 +19,14 @@ import pytest
 from sqlalchemy import Engine, func
 from sqlmodel import Session, select
 
-from faceid import audit, export, store
-from faceid.db import make_engine
-from faceid.importing import decode, import_paths
-from faceid.notify import signature
-from faceid.simulator import generate_result
-from faceid.tables import (
+from faceid.api.simulator import generate_result
+from faceid.reports import export
+from faceid.store import audit
+from faceid.store import write as store
+from faceid.store.db import make_engine
+from faceid.store.importing import decode, import_paths
+from faceid.store.notify import signature
+from faceid.store.tables import (
     AuditEvent,
     ExportLine,
     FetchAttempt,
@@ -160,7 +162,7 @@ def test_same_biz_id_twice_in_one_run_is_stored_once(engine, tmp_path) -> None:
     b"\xff\xfe garbage",
 ])
 def test_malformed_wrappers_are_refused_with_a_reason(raw: bytes) -> None:
-    from faceid.errors import DocumentError
+    from faceid.core.errors import DocumentError
 
     with pytest.raises(DocumentError):
         decode(raw)
@@ -168,8 +170,8 @@ def test_malformed_wrappers_are_refused_with_a_reason(raw: bytes) -> None:
 
 def test_large_folder_is_streamed_not_loaded(tmp_path) -> None:
     """Peak Python memory does not grow with the folder: files are read one at a time."""
-    from faceid import schema
-    from faceid.db import make_engine
+    from faceid.store import schema
+    from faceid.store.db import make_engine
 
     engine = make_engine(f"sqlite:///{tmp_path}/desk.db")
     schema.create_all(engine)

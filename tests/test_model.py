@@ -12,10 +12,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from faceid import vocab
-from faceid.errors import DocumentError
-from faceid.images import decode_data_uri
-from faceid.model import (
+from faceid.api import vocab
+from faceid.api.images import decode_data_uri
+from faceid.api.model import (
     Comparison,
     GetResult,
     elide_images,
@@ -24,7 +23,8 @@ from faceid.model import (
     parse_document,
     restore_images,
 )
-from faceid.simulator import generate_batch, generate_result
+from faceid.api.simulator import generate_batch, generate_result
+from faceid.core.errors import DocumentError
 
 PAGE_BIZ_ID = "1462259748,52b13fb5-8dfb-4537-a62b-a641d5e929f1"
 

@@ -1,8 +1,8 @@
 """Who is acting: the one identity type every service call takes.
 
-Sign-in (``faceid.auth``: OIDC by issuer + subject, or a local password account from
+Sign-in (``faceid.accounts.auth``: OIDC by issuer + subject, or a local password account from
 ``tables.User``) builds an ``Actor``; demo mode signs in one of the clearly labelled demo users
-below. What an actor may do is decided by its role in ``faceid.permissions.GRANTS`` only: the
+below. What an actor may do is decided by its role in ``faceid.access.permissions.GRANTS`` only: the
 helpers here ask that table, they hold no role lists of their own.
 """
 
@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from faceid.permissions import Permission, Role, allowed
+from faceid.access.permissions import Permission, Role, allowed
 
 #: What each role is for (shown to admins and in docs). The grants themselves live in
-#: ``faceid.permissions.GRANTS``.
+#: ``faceid.access.permissions.GRANTS``.
 ROLES: dict[str, str] = {
     Role.REVIEWER.value: "Reviews pending cases: claim, decide, add notes, reveal personal data "
     "on one case (audited).",
@@ -49,7 +49,7 @@ class Actor:
 
     def can(self, permission: Permission | str) -> bool:
         """Whether this actor's role is granted ``permission`` (for showing/hiding controls;
-        the services check again with ``faceid.permissions.require``)."""
+        the services check again with ``faceid.access.permissions.require``)."""
         return allowed(self.role, permission)
 
     @property

@@ -7,7 +7,8 @@ so widening a role is a visible, reviewed change.
 Reasons behind the less obvious cells:
 
 * ``auditor`` checks the *process* (cases, decisions, timeline, chain) and never sees
-  identities: no ``reveal_pii``, no unmasked export (same rule as ``faceid.pii.REVEAL_ROLES``).
+  identities: no ``reveal_pii``, no unmasked export (same rule as
+  ``faceid.access.pii.REVEAL_ROLES``).
 * ``export`` (masked) is a bulk read: seniors, auditors and admins, not every reviewer — a
   reviewer works one case at a time and has no need to carry the queue away.
 * ``export_unmasked`` is bulk PII: admin only (OWASP ASVS 14.2.6, data minimisation).
@@ -16,9 +17,10 @@ Reasons behind the less obvious cells:
 * ``purge`` and ``manage_users`` change what everyone else can see or do: admin only.
 
 Every service checks here (``ReviewService``, ``InsightsService``, ``UserService``, the retention
-purge); ``faceid.actors`` (``Actor.can``/``can_decide``/``is_senior``), ``faceid.pii.can_reveal``
-and the dashboard's role-based menus (``faceid.auth.PAGE_PERMISSIONS``) all derive from
-``GRANTS``, so this table is the one source of truth. Operations without a permission of their
+purge); ``faceid.access.actors`` (``Actor.can``/``can_decide``/``is_senior``),
+``faceid.access.pii.can_reveal`` and the dashboard's role-based menus
+(``faceid.accounts.auth.PAGE_PERMISSIONS``) all derive from ``GRANTS``, so this table is the one
+source of truth. Operations without a permission of their
 own reuse the nearest one, and say so where they are checked:
 
 * a note on a case and a fetch from FaceID (spends a read) are work on cases: ``decide`` /
@@ -32,12 +34,12 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
-from faceid.errors import FaceIDError, InvalidRole, PermissionDenied  # noqa: F401 - re-exported
+from faceid.core.errors import FaceIDError, InvalidRole, PermissionDenied  # noqa: F401 - re-exported
 
 if TYPE_CHECKING:
-    # Only for annotations: faceid.actors derives its role helpers from this table, so a
+    # Only for annotations: faceid.access.actors derives its role helpers from this table, so a
     # runtime import here would be circular.
-    from faceid.actors import Actor
+    from faceid.access.actors import Actor
 
 
 class Role(StrEnum):
@@ -128,8 +130,8 @@ def require(actor: Actor | None, permission: Permission | str) -> Actor:
 
 
 def _same_person(a: str, b: str) -> bool:
-    # Usernames are stored lower-case (faceid.users); casefold anyway so a differently cased
-    # spelling from another source (an import, a demo actor) cannot pass as someone else.
+    # Usernames are stored lower-case (faceid.accounts.users); casefold anyway so a differently
+    # cased spelling from another source (an import, a demo actor) cannot pass as someone else.
     return a.strip().casefold() == b.strip().casefold()
 
 

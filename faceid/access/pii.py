@@ -14,12 +14,12 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
-from faceid.permissions import GRANTS, Permission, allowed
+from faceid.access.permissions import GRANTS, Permission, allowed
 
 MASK = "*"
 
 #: Roles that may reveal masked personal data, read from the permission table (auditors check
-#: the process, not identities). Kept as a name because ``faceid.export`` documents it.
+#: the process, not identities). Kept as a name because ``faceid.reports.export`` documents it.
 REVEAL_ROLES = frozenset(role.value for role in GRANTS[Permission.REVEAL_PII])
 
 

@@ -38,10 +38,10 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from faceid.actors import ROLES, Actor
-from faceid.permissions import Permission
-from faceid.timeutil import utcnow
-from faceid.users import SessionPolicy, UserService, normalise_username
+from faceid.access.actors import ROLES, Actor
+from faceid.access.permissions import Permission
+from faceid.accounts.users import SessionPolicy, UserService, normalise_username
+from faceid.core.timeutil import utcnow
 
 #: Streamlit 1.67 needs ``Authlib>=1.3.2`` for ``st.login``; this is the pin we recommend.
 AUTHLIB_MIN = (1, 3, 2)

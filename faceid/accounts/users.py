@@ -12,7 +12,7 @@
 * Every change is audit-recorded in the same transaction as the change itself, with the acting
   admin as actor: ``user.add``, ``user.disable``, ``user.enable``, ``user.role``,
   ``user.passwd``, ``user.rehash``; sign-ins as ``login`` / ``login.failed``; session ends as
-  ``logout`` with the reason (``faceid.auth`` calls ``record_logout``).
+  ``logout`` with the reason (``faceid.accounts.auth`` calls ``record_logout``).
 * ``SessionPolicy`` is the idle/absolute expiry rule the dashboard applies to a signed-in
   session (pure: the caller passes the times).
 """
@@ -34,10 +34,10 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from faceid import audit
-from faceid.actors import DEMO_PREFIX, Actor
-from faceid.config import load_secrets_file
-from faceid.errors import (  # noqa: F401 - the user errors are re-exported from here
+from faceid.access.actors import DEMO_PREFIX, Actor
+from faceid.access.permissions import Permission, Role, parse_role, require
+from faceid.core.config import load_secrets_file
+from faceid.core.errors import (  # noqa: F401 - the user errors are re-exported from here
     ConfigError,
     FaceIDError,
     LastAdmin,
@@ -46,9 +46,9 @@ from faceid.errors import (  # noqa: F401 - the user errors are re-exported from
     UserError,
     UserExists,
 )
-from faceid.permissions import Permission, Role, parse_role, require
-from faceid.tables import User
-from faceid.timeutil import as_utc, utcnow
+from faceid.core.timeutil import as_utc, utcnow
+from faceid.store import audit
+from faceid.store.tables import User
 
 #: ASVS 5.0 6.2.1 asks for at least 8 characters and recommends 15; 12 is our floor for
 #: admin-issued passwords. The ceiling is generous (6.2.9: allow at least 64) but bounded so a

@@ -23,9 +23,9 @@ from typing import Any, Protocol
 import httpx
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
-from faceid import redact
-from faceid.config import DEFAULT_BASE_URL, check_base_url
-from faceid.errors import (
+from faceid.api import redact
+from faceid.core.config import DEFAULT_BASE_URL, check_base_url
+from faceid.core.errors import (
     AmbiguousTransportError,
     APIError,
     FaceIDError,

@@ -17,9 +17,9 @@ from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from faceid import vocab
-from faceid.errors import DocumentError
-from faceid.images import DecodedImage, decode_data_uri
+from faceid.api import vocab
+from faceid.api.images import DecodedImage, decode_data_uri
+from faceid.core.errors import DocumentError
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,10 +9,10 @@ import sys
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from faceid import redact
-from faceid.errors import FaceIDError
+from faceid.api import redact
+from faceid.core.errors import FaceIDError
 
-# verb -> (module under faceid.commands, one-line help)
+# verb -> (module under faceid.cli.commands, one-line help)
 VERBS: dict[str, tuple[str, str]] = {
     "simulate": ("simulate", "serve the built-in FaceID simulator over HTTP"),
     "db": ("db", "database schema: upgrade, current"),
@@ -35,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
     for verb, (module, help_text) in VERBS.items():
-        mod = importlib.import_module(f"faceid.commands.{module}")
+        mod = importlib.import_module(f"faceid.cli.commands.{module}")
         p = sub.add_parser(verb, help=help_text, description=help_text)
         mod.add_arguments(p)
         p.set_defaults(_run=mod.run)

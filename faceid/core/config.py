@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from faceid.errors import ConfigError
+from faceid.core.errors import ConfigError
 
 DEFAULT_BASE_URL = "https://api.megvii.com"
 DEFAULT_DATABASE_URL = "sqlite:///data/faceid.db"

@@ -10,7 +10,7 @@
   garbles Chinese), the csv module's ``QUOTE_MINIMAL`` quoting (biz_ids contain commas; no
   hand-written quoting) and ``\\r\\n`` line ends.
 
-``faceid.export`` writes the governed verification export with these rules; ``frame_csv``
+``faceid.reports.export`` writes the governed verification export with these rules; ``frame_csv``
 writes the small tables behind charts and comparisons with the same ones.
 """
 

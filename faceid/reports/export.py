@@ -5,17 +5,17 @@ rules live in one place:
 
 - **Columns** are fixed and documented in ``EXPORT_COLUMNS`` (the README reproduces it); the
   decision columns come from the case's *latest* ``Decision`` row (decisions are append-only).
-- **Who may export** is ``faceid.permissions.GRANTS``: ``export`` for any export,
+- **Who may export** is ``faceid.access.permissions.GRANTS``: ``export`` for any export,
   ``export_unmasked`` (admin only) for names and ID numbers in clear.
-- **Masked by default.** Names and ID numbers go through ``faceid.pii``. Bulk personal data is a
-  bigger release than the audited one-case reveal, so an unmasked export also needs
+- **Masked by default.** Names and ID numbers go through ``faceid.access.pii``. Bulk personal
+  data is a bigger release than the audited one-case reveal, so an unmasked export also needs
   ``pii.can_reveal`` (auditors check the process, not identities, and may not reveal at all).
   A refused attempt is recorded.
 - **Audited.** Every export appends an ``export`` event (filters, row count, masked or not, never
   any personal data). An unmasked export also appends ``export_unmasked_start`` and commits it
   *before* the first row is read, so personal data can never leave without a trace even if the
   process dies half way.
-- **Spreadsheet-safe cells and bytes** (``faceid.csvsafe``): no cell starts a formula, UTF-8
+- **Spreadsheet-safe cells and bytes** (``faceid.core.csvsafe``): no cell starts a formula, UTF-8
   with a BOM, the csv module's quoting (biz_ids contain commas), ``\\r\\n``.
 - **Lines rendered once.** A masked export concatenates each case's line, rendered when the
   case was last written (see "the line cache" below); unmasked exports render every row.
@@ -56,14 +56,16 @@ from sqlalchemy import (
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session
 
-from faceid import audit, csvsafe, pii
-from faceid.actors import Actor
-from faceid.csvsafe import BOM, Records, neutralise_row
-from faceid.decisions import STATES
-from faceid.errors import ExportError, ExportRefused, PermissionDenied  # noqa: F401
-from faceid.permissions import Permission, allowed
-from faceid.tables import Decision, ExportLine, Verification, case_time
-from faceid.timeutil import within_days
+from faceid.access import pii
+from faceid.access.actors import Actor
+from faceid.access.permissions import Permission, allowed
+from faceid.core import csvsafe
+from faceid.core.csvsafe import BOM, Records, neutralise_row
+from faceid.core.errors import ExportError, ExportRefused, PermissionDenied  # noqa: F401
+from faceid.core.timeutil import within_days
+from faceid.review.decisions import STATES
+from faceid.store import audit
+from faceid.store.tables import Decision, ExportLine, Verification, case_time
 
 log = logging.getLogger(__name__)
 
@@ -79,12 +81,13 @@ EXPORT_COLUMNS: tuple[tuple[str, str], ...] = (
     ("faceid_band", "Strictest threshold result_faceid reaches (1e-3..1e-6); 'none': below 1e-3"),
     ("verify_error", "verify_result error_message (NO_SUCH_ID_NUMBER, ...), empty if none"),
     ("genuineness_exceeded", "Fake-face signals over their threshold (comma list)"),
-    ("risk_flags", "Risk flags derived when stored (comma list, see faceid.summary.RISK_FLAGS)"),
+    ("risk_flags", "Risk flags derived when stored (comma list, see "
+                   "faceid.store.summary.RISK_FLAGS)"),
     ("idcard_name", "Name on the ID card: MASKED (first character) unless an unmasked export"),
     ("idcard_number", "ID number: MASKED (first 3 and last 2 kept) unless an unmasked export"),
     ("decision_state", "Review state: pending, escalated, approved, rejected, reverify"),
     ("decision", "Latest decision's outcome: approve, reject, escalate, reverify; empty if none"),
-    ("decision_reason", "Latest decision's reason code (see faceid.decisions.REASONS)"),
+    ("decision_reason", "Latest decision's reason code (see faceid.review.decisions.REASONS)"),
     ("reviewer", "Username of whoever made the latest decision"),
     ("decided_at", "When the latest decision was made (UTC, ISO 8601)"),
     ("verified_at", "When FaceID compared the face (verify_time; UTC, ISO 8601)"),
@@ -93,7 +96,7 @@ EXPORT_COLUMNS: tuple[tuple[str, str], ...] = (
 COLUMN_NAMES: tuple[str, ...] = tuple(name for name, _ in EXPORT_COLUMNS)
 
 
-DECISION_STATES: tuple[str, ...] = tuple(STATES)  # faceid.decisions: the one list of states
+DECISION_STATES: tuple[str, ...] = tuple(STATES)  # faceid.review.decisions: the one list of states
 LIVENESS_VALUES = ("PASS", "FAIL")
 #: What --from/--to apply to. "case": FaceID's verify time, else when the desk stored the result
 #: (``tables.case_time``, as the audit pages date cases): a flow that failed before any face

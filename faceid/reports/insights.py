@@ -10,24 +10,25 @@ Definitions used everywhere here:
 - **case time** = ``verified_at`` (FaceID's verify_time), else ``stored_at`` for results without
   one (the review queue uses the same rule). Date filters and "by day" are UTC days of it.
 - **failed** = the verification did not end well for at least one of ``FAILURE_REASONS``. The
-  SQL conditions are the ones ``faceid.summary.risk_flags`` applies when a result is stored, so
-  a case's reasons can be read back from its ``risk_flags`` (a test holds the two together).
+  SQL conditions are the ones ``faceid.store.summary.risk_flags`` applies when a result is
+  stored, so a case's reasons can be read back from its ``risk_flags`` (a test holds the two
+  together).
 - **pass rate** = share of cases that are not failed.
 - **backlog** = cases still waiting for a person (``pending`` or ``escalated``), aged from when
   the desk stored them.
 
 Names and ID numbers are always masked here (the case page has the audited reveal); the
-"same ID number under another name" check (``faceid.linking``, shared with the queue and the
-case page) compares clear names inside the service and returns only the verdict.
+"same ID number under another name" check (``faceid.review.linking``, shared with the queue and
+the case page) compares clear names inside the service and returns only the verdict.
 
-Permissions (``faceid.permissions.GRANTS``): the dashboard hands each page a service *bound* to
-the signed-in actor (``for_actor``), and every public method of a bound service checks
-``require`` first: ``view_case`` for the failed-verification audit and compare (its picker,
-linked cases), ``export`` for the reports (reviewer statistics, backlog: a bulk view of the
-desk) and the CSV export (``export_unmasked`` is then enforced, and audited, by
-``faceid.export``). An unbound service (``InsightsService(engine)``) has no user: it is for
-in-process callers that already hold the database (CLI, benchmarks, unit tests) and is never
-given to a page.
+Permissions (``faceid.access.permissions.GRANTS``): the dashboard hands each page a service
+*bound* to the signed-in actor (``for_actor``), and every public method of a bound service
+checks ``require`` first: ``view_case`` for the failed-verification audit and compare (its
+picker, linked cases), ``export`` for the reports (reviewer statistics, backlog: a bulk view of
+the desk) and the CSV export (``export_unmasked`` is then enforced, and audited, by
+``faceid.reports.export``). An unbound service (``InsightsService(engine)``) has no user: it is
+for in-process callers that already hold the database (CLI, benchmarks, unit tests) and is
+never given to a page.
 """
 
 from __future__ import annotations
@@ -44,18 +45,21 @@ from sqlalchemy import Engine, and_, case, extract, func, literal, or_, select
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session, col
 
-from faceid import export, linking, pii, vocab
-from faceid import search as search_rule  # `search` is case_options' parameter
-from faceid.actors import Actor
-from faceid.case_view import frame
-from faceid.errors import DocumentError, FaceIDError, InsightsError  # noqa: F401
-from faceid.linking import COMPARE_MAX, LINKED_MAX, LinkedCases  # noqa: F401 - re-exported
-from faceid.model import GetResult, parse_document
-from faceid.paging import RowsPage, page_count
-from faceid.permissions import Permission, PermissionDenied, require
-from faceid.summary import RISK_FLAGS
-from faceid.tables import Decision, RawResponse, StoredImage, Verification, case_time
-from faceid.timeutil import fmt, utcnow, within_days
+from faceid.access import pii
+from faceid.access.actors import Actor
+from faceid.access.permissions import Permission, PermissionDenied, require
+from faceid.api import vocab
+from faceid.api.model import GetResult, parse_document
+from faceid.core.errors import DocumentError, FaceIDError, InsightsError  # noqa: F401
+from faceid.core.timeutil import fmt, utcnow, within_days
+from faceid.reports import export
+from faceid.review import linking
+from faceid.review import search as search_rule  # `search` is case_options' parameter
+from faceid.review.case_view import frame
+from faceid.review.linking import COMPARE_MAX, LINKED_MAX, LinkedCases  # noqa: F401 - re-exported
+from faceid.review.paging import RowsPage, page_count
+from faceid.store.summary import RISK_FLAGS
+from faceid.store.tables import Decision, RawResponse, StoredImage, Verification, case_time
 
 V = Verification.__table__.c
 D = Decision.__table__.c
@@ -490,9 +494,9 @@ class InsightsService:
     def case_options(self, search: str = "", page: int = 1, page_size: int = 50, *,
                      keep: Sequence[str] = ()) -> CaseOptions:
         """The compare picker's options: one page of the cases whose biz_id or biz_no
-        contains ``search`` in any letter case (``faceid.search``, as the queue; every case if
-        empty), most recently stored first, after the ``keep`` cases (already picked: a picker
-        must never lose them when the search changes). Paged in SQL.
+        contains ``search`` in any letter case (``faceid.review.search``, as the queue; every
+        case if empty), most recently stored first, after the ``keep`` cases (already picked: a
+        picker must never lose them when the search changes). Paged in SQL.
         """
         self._allow(Permission.VIEW_CASE)
         page_size = max(1, min(int(page_size), PAGE_SIZE_MAX))
@@ -558,7 +562,7 @@ class InsightsService:
     def export_csv(self, out: IO[bytes], filters: export.ExportFilter | None, actor: Actor, *,
                    unmasked: bool = False) -> export.ExportReport:
         """Masked export for ``export`` roles; ``unmasked`` is checked (and a refusal audited)
-        by ``faceid.export`` against ``export_unmasked``."""
+        by ``faceid.reports.export`` against ``export_unmasked``."""
         self._allow_export(actor)
         return export.export_csv(self.engine, out, filters, actor, unmasked=unmasked)
 

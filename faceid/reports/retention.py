@@ -49,14 +49,15 @@ from typing import Any
 from sqlalchemy import Connection, Engine, and_, func, update
 from sqlmodel import Session, col, select
 
-from faceid import audit, export
-from faceid.actors import Actor
-from faceid.config import load_secrets_file
-from faceid.errors import ConfigError
-from faceid.model import IMAGE_REF_PREFIX
-from faceid.permissions import Permission, require
-from faceid.tables import Inbox, RawResponse, StoredImage, Verification
-from faceid.timeutil import iso, utcnow
+from faceid.access.actors import Actor
+from faceid.access.permissions import Permission, require
+from faceid.api.model import IMAGE_REF_PREFIX
+from faceid.core.config import load_secrets_file
+from faceid.core.errors import ConfigError
+from faceid.core.timeutil import iso, utcnow
+from faceid.reports import export
+from faceid.store import audit
+from faceid.store.tables import Inbox, RawResponse, StoredImage, Verification
 
 PURGED = "[purged]"
 DEFAULT_BATCH = 500

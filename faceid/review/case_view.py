@@ -4,7 +4,7 @@ Pure functions of the stored row, the raw response (images elided), the image ro
 case's history: images with their state, OCR fields with per-field quality and legality
 scores, the confirmed fields, liveness with its counters and fake-face signals against their
 thresholds, face-compare confidences against the 1e-3..1e-6 thresholds, ID exceptions.
-Personal data is masked unless the actor revealed it (``revealed``). ``faceid.review`` loads
+Personal data is masked unless the actor revealed it (``revealed``). ``faceid.review.service`` loads
 the rows, checks permissions and calls ``assemble``; the results are plain dataclasses and
 pandas DataFrames (pandas stays in the service layer: pages only render them).
 """
@@ -19,11 +19,10 @@ from typing import Any
 
 import pandas as pd
 
-from faceid import linking, pii, vocab
-from faceid.actors import Actor
-from faceid.decisions import REASONS, STATES
-from faceid.errors import DocumentError
-from faceid.model import (
+from faceid.access import pii
+from faceid.access.actors import Actor
+from faceid.api import vocab
+from faceid.api.model import (
     Comparison,
     GetResult,
     Liveness,
@@ -31,9 +30,12 @@ from faceid.model import (
     OcrResult,
     parse_document,
 )
-from faceid.summary import RISK_FLAGS
-from faceid.tables import AuditEvent, Decision, Note, RawResponse, StoredImage, Verification
-from faceid.timeutil import fmt
+from faceid.core.errors import DocumentError
+from faceid.core.timeutil import fmt
+from faceid.review import linking
+from faceid.review.decisions import REASONS, STATES
+from faceid.store.summary import RISK_FLAGS
+from faceid.store.tables import AuditEvent, Decision, Note, RawResponse, StoredImage, Verification
 
 COMPARISON_MEANING: dict[str, str] = {
     "result_faceid": "Liveness face vs reference photo (the overall score)",

@@ -1,13 +1,13 @@
 """What a reviewer may decide: the outcomes, the case states they leave, the reason
 catalogue, and the check every decision passes before any database work.
 
-``faceid.review`` records decisions; the case page offers these choices; the export and the
+``faceid.review.service`` records decisions; the case page offers these choices; the export and the
 metrics read the same names.
 """
 
 from __future__ import annotations
 
-from faceid.errors import InvalidDecision
+from faceid.core.errors import InvalidDecision
 
 #: Outcome -> label shown on the button / selector.
 OUTCOMES: dict[str, str] = {

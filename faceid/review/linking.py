@@ -23,9 +23,9 @@ from sqlalchemy import ColumnElement, Connection, false, func, or_, select
 from sqlalchemy.sql.selectable import ScalarSelect
 from sqlmodel import Session
 
-from faceid import pii
-from faceid.tables import Verification, case_time
-from faceid.timeutil import fmt
+from faceid.access import pii
+from faceid.core.timeutil import fmt
+from faceid.store.tables import Verification, case_time
 
 V = Verification.__table__.c
 #: At most this many linked cases are listed (newest first); beyond it the list says "more".

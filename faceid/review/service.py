@@ -2,8 +2,8 @@
 
 Pages render what this returns and call nothing else. Results are plain dataclasses, lists of
 dicts and pandas DataFrames (pandas stays in the service layer: pages only render them). What
-a case page shows is assembled by ``faceid.case_view``; what may be decided is
-``faceid.decisions``; this module loads the rows, checks who may do what, and writes.
+a case page shows is assembled by ``faceid.review.case_view``; what may be decided is
+``faceid.review.decisions``; this module loads the rows, checks who may do what, and writes.
 
 Concurrency rules:
 - every change to a case (claim, release, decision) is a conditional
@@ -16,10 +16,10 @@ Concurrency rules:
 - decisions are append-only rows (a database trigger refuses UPDATE/DELETE); the case's state is
   its latest decision, mirrored in ``verifications.decision_state`` for the queue.
 
-Who may do what is ``faceid.permissions.GRANTS`` (checked with ``require`` at the top of every
-public method, so hiding a page is never the only barrier): ``view_case`` to read (queue, case,
-counts, lookup), ``claim`` to claim, release one's own claim, take the next case and fetch from
-FaceID (a fetch spends a read: work, not reading), ``decide`` to decide and add notes,
+Who may do what is ``faceid.access.permissions.GRANTS`` (checked with ``require`` at the top of
+every public method, so hiding a page is never the only barrier): ``view_case`` to read (queue,
+case, counts, lookup), ``claim`` to claim, release one's own claim, take the next case and fetch
+from FaceID (a fetch spends a read: work, not reading), ``decide`` to decide and add notes,
 ``reveal_pii`` for the audited reveal, ``second_review`` to break someone else's claim.
 
 Four eyes (``permissions.may_second_review``): an escalated case — and, when
@@ -30,7 +30,7 @@ the desk, not by overwriting it).
 
 Personal data is masked in everything returned here unless the actor revealed it for this case
 within ``REVEAL_WINDOW`` (an audited ``reveal_pii``); the queue always masks names. Linked
-identities (``faceid.linking``): the case view lists the other cases with the same ID-number
+identities (``faceid.review.linking``): the case view lists the other cases with the same ID-number
 hash or biz_no, their names in clear only under that same reveal; the queue's "linked" column
 gives only the count and the "another name" verdict.
 """
@@ -48,18 +48,12 @@ from sqlalchemy import select as sa_select
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session, col, select
 
-from faceid import audit, case_view, export, linking, pii, search, vocab
-from faceid.actors import Actor
-from faceid.case_view import Allowance, CaseView, frame, round3
-from faceid.config import Settings
-from faceid.decisions import (
-    FINAL_STATES,
-    NOTE_MAX,
-    OUTCOME_STATE,
-    OUTCOMES,
-    validate_decision,
-)
-from faceid.errors import (  # noqa: F401 - the review errors are re-exported from here
+from faceid.access import pii
+from faceid.access.actors import Actor
+from faceid.access.permissions import Permission, PermissionDenied, may_second_review, require
+from faceid.api import vocab
+from faceid.core.config import Settings
+from faceid.core.errors import (  # noqa: F401 - the review errors are re-exported from here
     CaseNotFound,
     ClaimConflict,
     FaceIDError,
@@ -69,10 +63,21 @@ from faceid.errors import (  # noqa: F401 - the review errors are re-exported fr
     ReviewError,
     StaleCase,
 )
-from faceid.fetchqueue import describe_job
-from faceid.paging import RowsPage, page_count
-from faceid.permissions import Permission, PermissionDenied, may_second_review, require
-from faceid.tables import (
+from faceid.core.timeutil import as_utc, fmt, utcnow
+from faceid.reports import export
+from faceid.review import case_view, linking, search
+from faceid.review.case_view import Allowance, CaseView, frame, round3
+from faceid.review.decisions import (
+    FINAL_STATES,
+    NOTE_MAX,
+    OUTCOME_STATE,
+    OUTCOMES,
+    validate_decision,
+)
+from faceid.review.paging import RowsPage, page_count
+from faceid.store import audit
+from faceid.store.fetchqueue import describe_job
+from faceid.store.tables import (
     AuditEvent,
     Decision,
     Note,
@@ -81,7 +86,6 @@ from faceid.tables import (
     Verification,
     case_time,
 )
-from faceid.timeutil import as_utc, fmt, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +122,7 @@ BAND_OPTIONS: dict[str, str] = {
 
 
 class Fetcher(Protocol):
-    """What the review desk needs from ``faceid.fetching.FetchService`` (duck-typed)."""
+    """What the review desk needs from ``faceid.store.fetching.FetchService`` (duck-typed)."""
 
     def lookup(self, biz_id: str, actor: str) -> Any: ...
 
@@ -769,7 +773,7 @@ class ReviewService:
             return FetchView(biz_id, False, False, str(exc))
         except Exception as exc:
             # Never hand an unexpected exception's text to the page: it could carry a URL with
-            # the api_secret. The log is scrubbed by faceid.redact.
+            # the api_secret. The log is scrubbed by faceid.api.redact.
             log.error("fetch of %s failed unexpectedly", biz_id, exc_info=True)
             return FetchView(biz_id, False, False,
                              f"The fetch failed unexpectedly ({type(exc).__name__}).")

@@ -20,9 +20,9 @@ from sqlalchemy import Connection, text
 from sqlalchemy import select as core_select
 from sqlmodel import Session, col, select
 
-from faceid.db import insert_numbered
-from faceid.tables import AuditEvent
-from faceid.timeutil import iso, utcnow
+from faceid.core.timeutil import iso, utcnow
+from faceid.store.db import insert_numbered
+from faceid.store.tables import AuditEvent
 
 GENESIS = "0" * 64
 _PG_LOCK_KEY = 0x46414345  # "FACE": the advisory lock that serialises chain appends

@@ -18,7 +18,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.pool import StaticPool
 from sqlmodel import create_engine
 
-from faceid.errors import ConfigError
+from faceid.core.errors import ConfigError
 
 SQLITE_BUSY_TIMEOUT_S = 15
 

@@ -36,11 +36,10 @@ from typing import Any
 from sqlalchemy import Connection, Engine, func, insert, update
 from sqlmodel import Session, col, select
 
-from faceid import audit, store
-from faceid.client import RETURN_IMAGE_ALL, FaceIDClient
-from faceid.config import Settings
-from faceid.db import reader
-from faceid.errors import (
+from faceid.api.client import RETURN_IMAGE_ALL, FaceIDClient
+from faceid.api.model import elide_images, loads_document
+from faceid.core.config import Settings
+from faceid.core.errors import (
     APIError,
     AuthenticationError,
     AuthorizationError,
@@ -51,10 +50,12 @@ from faceid.errors import (
     ResultNotFound,
     TransportError,
 )
-from faceid.fetchqueue import RUNNING, Claim, FetchQueue, JobView
-from faceid.model import elide_images, loads_document
-from faceid.tables import FetchAttempt, FetchJob, Inbox, RawResponse, Verification
-from faceid.timeutil import as_utc, fmt, from_unix
+from faceid.core.timeutil import as_utc, fmt, from_unix
+from faceid.store import audit
+from faceid.store import write as store
+from faceid.store.db import reader
+from faceid.store.fetchqueue import RUNNING, Claim, FetchQueue, JobView
+from faceid.store.tables import FetchAttempt, FetchJob, Inbox, RawResponse, Verification
 
 log = logging.getLogger(__name__)
 

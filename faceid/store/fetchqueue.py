@@ -39,8 +39,8 @@ from sqlalchemy import Connection, Engine, Float, and_, case, cast, func, or_, s
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.pool import StaticPool
 
-from faceid.db import reader
-from faceid.tables import FetchJob, FetchSlot, Inbox
+from faceid.store.db import reader
+from faceid.store.tables import FetchJob, FetchSlot, Inbox
 
 log = logging.getLogger(__name__)
 

@@ -39,9 +39,9 @@ from urllib.parse import parse_qs
 
 from sqlalchemy import Engine
 
-from faceid import store
-from faceid.errors import DocumentError
-from faceid.model import loads_document, parse_document
+from faceid.api.model import loads_document, parse_document
+from faceid.core.errors import DocumentError
+from faceid.store import write as store
 
 log = logging.getLogger(__name__)
 

@@ -41,12 +41,12 @@ from urllib.parse import parse_qs
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
-from faceid import store
-from faceid.errors import DocumentError
-from faceid.fetching import FetchService
-from faceid.model import loads_document
-from faceid.tables import Inbox
-from faceid.worker import Worker
+from faceid.api.model import loads_document
+from faceid.core.errors import DocumentError
+from faceid.store import write as store
+from faceid.store.fetching import FetchService
+from faceid.store.tables import Inbox
+from faceid.store.worker import Worker
 
 log = logging.getLogger(__name__)
 

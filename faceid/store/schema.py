@@ -11,7 +11,7 @@ from alembic.config import Config
 from sqlalchemy import Engine
 from sqlmodel import SQLModel
 
-from faceid import tables, triggers
+from faceid.store import tables, triggers
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 

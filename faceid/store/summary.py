@@ -7,7 +7,7 @@ import hashlib
 import hmac
 from typing import Any
 
-from faceid.model import GetResult
+from faceid.api.model import GetResult
 
 #: Risk flags, in the order they are shown, with what each means.
 RISK_FLAGS: dict[str, str] = {

@@ -1,7 +1,7 @@
 """Database tables (SQLModel). Base classes hold the fields; ``table=True`` classes add keys.
 
 Write-once and append-only tables (``raw_responses``, ``decisions``, ``audit_events``) are
-protected by database triggers (see ``faceid.triggers``), not only by code.
+protected by database triggers (see ``faceid.store.triggers``), not only by code.
 Times are timezone-aware UTC ``datetime`` (SQLModel's ``UTCDateTime`` refuses naive ones;
 on SQLite they are stored as UTC without an offset).
 """
@@ -124,15 +124,15 @@ class StoredImage(SQLModel, table=True):
 class ExportLine(SQLModel, table=True):
     """One verification's masked CSV export line, rendered when the case was written.
 
-    A cache, never the truth: triggers (``faceid.triggers``) delete the line whenever a column
+    A cache, never the truth: triggers (``faceid.store.triggers``) delete the line whenever a column
     it shows changes or a decision is added, and a line whose ``renderer`` is not the running
-    code's fingerprint is ignored. ``faceid.export`` renders what is missing on the fly.
+    code's fingerprint is ignored. ``faceid.reports.export`` renders what is missing on the fly.
     """
 
     __tablename__ = "export_lines"
     verification_id: int = Field(foreign_key="verifications.id", primary_key=True,
                                  sa_column_kwargs={"autoincrement": False})
-    #: Fingerprint of the code that rendered the line (``faceid.export.renderer``).
+    #: Fingerprint of the code that rendered the line (``faceid.reports.export.renderer``).
     renderer: str = Field(max_length=32)
     #: The CSV record with its ``\r\n``, masked and formula-neutralised.
     line: str = Field(sa_column=Column(Text, nullable=False))
@@ -164,7 +164,7 @@ class FetchJob(SQLModel, table=True):
 
     Only the process holding a job's lease (``lease_owner`` until ``lease_until``) may call
     FaceID for that biz_id; a lease that is not renewed expires and the job can be claimed
-    again (see ``faceid.fetchqueue``). Queue times are seconds since the epoch on the
+    again (see ``faceid.store.fetchqueue``). Queue times are seconds since the epoch on the
     *database's* clock, so processes on machines with skewed clocks agree on who holds what.
     """
 
@@ -187,7 +187,7 @@ class FetchJob(SQLModel, table=True):
     lease_until: float | None = None
     started_at: float | None = None
     finished_at: float | None = None
-    #: The last run's outcome (``faceid.fetching.FetchOutcome``): status, code, message.
+    #: The last run's outcome (``faceid.store.fetching.FetchOutcome``): status, code, message.
     last_status: str | None = Field(default=None, max_length=32)
     last_code: str | None = Field(default=None, max_length=64)
     last_http_status: int | None = None

@@ -8,7 +8,7 @@ Code paths could forget; a trigger cannot.
   change to a verification column the line shows, and any new decision (the line shows the
   latest), deletes the line in the same transaction, whoever makes the change (a service, the
   purge, someone in a SQL shell). A stale line can therefore never be exported; a missing one
-  is rendered on the fly (``faceid.export``).
+  is rendered on the fly (``faceid.reports.export``).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from sqlalchemy import Connection
 
 APPEND_ONLY = ("decisions", "audit_events")
 
-#: Verification columns an export line shows (``faceid.export`` tests that its query reads
+#: Verification columns an export line shows (``faceid.reports.export`` tests that its query reads
 #: no other). Changing the export's columns needs a migration that re-creates the triggers.
 EXPORT_LINE_COLUMNS = (
     "biz_id", "biz_no", "status", "fail_reason", "procedure_type", "liveness_result",

@@ -16,9 +16,9 @@ import random
 import threading
 import time
 
-from faceid.client import FaceIDClient
-from faceid.fetching import FetchService
-from faceid.fetchqueue import Claim
+from faceid.api.client import FaceIDClient
+from faceid.store.fetching import FetchService
+from faceid.store.fetchqueue import Claim
 
 log = logging.getLogger(__name__)
 

@@ -30,12 +30,14 @@ from typing import Any
 from sqlalchemy import Connection, Engine, bindparam, insert, select, update
 from sqlalchemy.exc import DataError, IntegrityError
 
-from faceid import audit, export, summary, vocab
-from faceid.db import insert_numbered, reader
-from faceid.errors import DocumentError
-from faceid.model import GetResult, elide_images, loads_document, parse_document
-from faceid.tables import Inbox, RawResponse, StoredImage, Verification
-from faceid.timeutil import from_unix, utcnow
+from faceid.api import vocab
+from faceid.api.model import GetResult, elide_images, loads_document, parse_document
+from faceid.core.errors import DocumentError
+from faceid.core.timeutil import from_unix, utcnow
+from faceid.reports import export
+from faceid.store import audit, summary
+from faceid.store.db import insert_numbered, reader
+from faceid.store.tables import Inbox, RawResponse, StoredImage, Verification
 
 log = logging.getLogger(__name__)
 

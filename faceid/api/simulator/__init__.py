@@ -5,7 +5,7 @@ any other part of the app. See ``server.py`` for the choices the FaceID page lea
 for the simulator-only ``/_sim/*`` endpoints.
 """
 
-from faceid.simulator.generate import (
+from faceid.api.simulator.generate import (
     BILLED_VERIFY_ERRORS,
     FAIL_REASONS,
     IMAGE_KEYS,
@@ -23,14 +23,14 @@ from faceid.simulator.generate import (
     generate_batch,
     generate_result,
 )
-from faceid.simulator.people import (
+from faceid.api.simulator.people import (
     Person,
     id_check_digit,
     is_valid_id_number,
     make_person,
     person_for_seed,
 )
-from faceid.simulator.server import (
+from faceid.api.simulator.server import (
     API_PATH,
     ERROR_HTTP_STATUS,
     FakeClock,

@@ -24,8 +24,8 @@ import uuid
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
-from faceid.simulator import images
-from faceid.simulator.people import Person, make_person, other_id_number, similar_name
+from faceid.api.simulator import images
+from faceid.api.simulator.people import Person, make_person, other_id_number, similar_name
 
 STATUSES = ("NOT_STARTED", "PROCESSING", "WEBRTC_UNSUPPORTED", "OK", "FAILED", "CANCELLED",
             "TIMEOUT")

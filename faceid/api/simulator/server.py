@@ -45,7 +45,7 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from faceid.simulator.generate import (
+from faceid.api.simulator.generate import (
     BILLED_VERIFY_ERRORS,
     IMAGE_KEYS,
     PROCEDURE_TYPES,
@@ -54,7 +54,7 @@ from faceid.simulator.generate import (
     generate_result,
 )
 
-logger = logging.getLogger("faceid.simulator.server")
+logger = logging.getLogger("faceid.api.simulator.server")
 
 API_PATH = "/faceid/lite/get_result"
 SIM_BIZ_IDS_PATH = "/_sim/biz_ids"

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from sqlalchemy import Engine
 
-from faceid import schema
-from faceid.config import Settings, load_settings
-from faceid.db import make_engine
+from faceid.core.config import Settings, load_settings
+from faceid.store import schema
+from faceid.store.db import make_engine
 
 
 def open_engine(settings: Settings | None = None) -> Engine:

@@ -11,8 +11,8 @@ import argparse
 
 from sqlmodel import Session
 
-from faceid import audit
-from faceid.commands import open_engine
+from faceid.cli.commands import open_engine
+from faceid.store import audit
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -7,9 +7,10 @@ import argparse
 from alembic import command
 from alembic.runtime.migration import MigrationContext
 
-from faceid import export, schema
-from faceid.config import load_settings
-from faceid.db import make_engine
+from faceid.core.config import load_settings
+from faceid.reports import export
+from faceid.store import schema
+from faceid.store.db import make_engine
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

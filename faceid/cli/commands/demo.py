@@ -18,11 +18,11 @@ from typing import Any
 from sqlalchemy import func
 from sqlmodel import Session, select
 
-from faceid.client import FaceIDClient
-from faceid.commands import open_engine
-from faceid.config import DEMO_API_KEY, DEMO_API_SECRET, load_settings
-from faceid.fetching import FetchService
-from faceid.tables import Verification
+from faceid.api.client import FaceIDClient
+from faceid.cli.commands import open_engine
+from faceid.core.config import DEMO_API_KEY, DEMO_API_SECRET, load_settings
+from faceid.store.fetching import FetchService
+from faceid.store.tables import Verification
 
 DEMO_ACTOR = "demo-seed"
 HOSTILE_CASES = 3
@@ -43,7 +43,7 @@ def demo_cases(count: int, seed: int = 0, now: int | None = None) -> list[dict[s
     """``count`` varied cases: every status, every procedure type, hostile OCR text, and one
     person seen twice (same ID number, another name) for the linked-identity view. Dated over
     the two weeks before ``now`` (default: the fixed simulator anchor, for repeatable tests)."""
-    from faceid.simulator import PROCEDURE_TYPES, STATUSES
+    from faceid.api.simulator import PROCEDURE_TYPES, STATUSES
 
     generate_result = functools.partial(_generate, anchor=now)
 
@@ -63,7 +63,7 @@ def demo_cases(count: int, seed: int = 0, now: int | None = None) -> list[dict[s
 
 
 def _generate(seed: int, *, anchor: int | None = None, **kw: Any) -> dict[str, Any]:
-    from faceid.simulator import generate_result
+    from faceid.api.simulator import generate_result
 
     spread = DEMO_SPREAD_S if anchor is not None else None
     return generate_result(seed, anchor=anchor, spread_s=spread, **kw)
@@ -106,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
     if args.if_empty and existing:
         print(f"demo-seed: the database already holds {existing} case(s); nothing to do.")
         return 0
-    from faceid.simulator import SimulatorState, start_in_thread
+    from faceid.api.simulator import SimulatorState, start_in_thread
 
     seed = args.seed if args.seed is not None else existing
     cases = demo_cases(max(0, args.count), seed, now=int(time.time()))

@@ -1,6 +1,6 @@
 """``python -m faceid export --out FILE.csv [filters] [--unmasked --as USER]``.
 
-The same governed export as the dashboard's download button (``faceid.export``): masked by
+The same governed export as the dashboard's download button (``faceid.reports.export``): masked by
 default, audited, formula-safe. Without ``--as`` the export is recorded under
 ``cli:<os user>`` with the auditor role, which may only export masked data. ``--unmasked``
 needs ``--as`` naming an enabled user whose role allows it (demo mode also accepts the demo
@@ -16,10 +16,9 @@ from datetime import date
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
-from faceid.actors import DEMO_ACTORS, Actor
-from faceid.config import Settings, load_settings
-from faceid.db import make_engine
-from faceid.export import (
+from faceid.access.actors import DEMO_ACTORS, Actor
+from faceid.core.config import Settings, load_settings
+from faceid.reports.export import (
     DATE_FIELDS,
     DECISION_STATES,
     LIVENESS_VALUES,
@@ -27,7 +26,8 @@ from faceid.export import (
     ExportFilter,
     export_csv,
 )
-from faceid.tables import User
+from faceid.store.db import make_engine
+from faceid.store.tables import User
 
 
 def _date(value: str) -> date:

@@ -15,9 +15,10 @@ from urllib.parse import urlsplit
 import httpx
 from tqdm import tqdm
 
-from faceid.client import FaceIDClient
-from faceid.commands import open_engine
-from faceid.config import (
+from faceid.accounts.users import cli_actor
+from faceid.api.client import FaceIDClient
+from faceid.cli.commands import open_engine
+from faceid.core.config import (
     DEFAULT_BASE_URL,
     DEMO_API_KEY,
     DEMO_API_SECRET,
@@ -25,9 +26,8 @@ from faceid.config import (
     is_loopback,
     load_settings,
 )
-from faceid.errors import ConfigError
-from faceid.fetching import FetchOutcome, FetchService
-from faceid.users import cli_actor
+from faceid.core.errors import ConfigError
+from faceid.store.fetching import FetchOutcome, FetchService
 
 SIMULATOR_HINT = ("start one with `python -m faceid simulate --port 8900` and set "
                   "FACEID_BASE_URL=http://127.0.0.1:8900")

@@ -13,10 +13,10 @@ import sys
 
 from tqdm import tqdm
 
-from faceid.commands import open_engine
-from faceid.config import load_settings
-from faceid.importing import ImportReport, count_files, import_paths
-from faceid.users import cli_actor
+from faceid.accounts.users import cli_actor
+from faceid.cli.commands import open_engine
+from faceid.core.config import load_settings
+from faceid.store.importing import ImportReport, count_files, import_paths
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import argparse
 
-from faceid.commands import open_engine
-from faceid.commands.fetch import build_client
-from faceid.config import DEMO_API_SECRET, load_settings
-from faceid.errors import ConfigError
-from faceid.fetching import FetchService
-from faceid.notify import NotifyReceiver, serve
+from faceid.cli.commands import open_engine
+from faceid.cli.commands.fetch import build_client
+from faceid.core.config import DEMO_API_SECRET, load_settings
+from faceid.core.errors import ConfigError
+from faceid.store.fetching import FetchService
+from faceid.store.notify import NotifyReceiver, serve
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

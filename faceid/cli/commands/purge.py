@@ -1,4 +1,4 @@
-"""``python -m faceid purge [--dry-run]``: apply the retention policy (faceid.retention).
+"""``python -m faceid purge [--dry-run]``: apply the retention policy (faceid.reports.retention).
 
 The policy comes from ``FACEID_RETAIN_IMAGES_DAYS`` / ``FACEID_RETAIN_PII_DAYS`` or
 secrets.toml ``[retention]``; with neither set everything is kept and nothing is purged.
@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import argparse
 
-from faceid.commands import open_engine
-from faceid.retention import RetentionPolicy, purge
-from faceid.users import cli_actor
+from faceid.accounts.users import cli_actor
+from faceid.cli.commands import open_engine
+from faceid.reports.retention import RetentionPolicy, purge
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

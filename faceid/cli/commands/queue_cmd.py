@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import argparse
 
-from faceid.commands import open_engine
-from faceid.config import load_settings
-from faceid.fetchqueue import FetchQueue, QueueStatus, describe_job
+from faceid.cli.commands import open_engine
+from faceid.core.config import load_settings
+from faceid.store.fetchqueue import FetchQueue, QueueStatus, describe_job
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

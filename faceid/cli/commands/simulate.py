@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from faceid.config import DEMO_API_KEY, DEMO_API_SECRET
+from faceid.core.config import DEMO_API_KEY, DEMO_API_SECRET
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -22,7 +22,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from faceid.simulator import SimulatorState, serve
+    from faceid.api.simulator import SimulatorState, serve
 
     state = SimulatorState(api_key=args.api_key, api_secret=args.api_secret,
                            latency_s=args.latency_ms / 1000.0,

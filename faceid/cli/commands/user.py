@@ -12,10 +12,10 @@ import getpass
 import os
 import sys
 
-from faceid.commands import open_engine
-from faceid.permissions import Role
-from faceid.timeutil import fmt
-from faceid.users import PasswordRejected, UserService, cli_actor
+from faceid.access.permissions import Role
+from faceid.accounts.users import PasswordRejected, UserService, cli_actor
+from faceid.cli.commands import open_engine
+from faceid.core.timeutil import fmt
 
 PASSWORD_ENV = "FACEID_NEW_PASSWORD"  # noqa: S105 - the variable's name, not a password
 

@@ -13,11 +13,11 @@ import signal
 import sys
 from types import FrameType
 
-from faceid.commands import open_engine
-from faceid.commands.fetch import build_client
-from faceid.config import load_settings
-from faceid.fetching import FetchService
-from faceid.worker import DEFAULT_IDLE_S, Worker
+from faceid.cli.commands import open_engine
+from faceid.cli.commands.fetch import build_client
+from faceid.core.config import load_settings
+from faceid.store.fetching import FetchService
+from faceid.store.worker import DEFAULT_IDLE_S, Worker
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -1,17 +1,17 @@
-"""Alembic environment: the engine is injected by faceid.schema (no URL in a config file)."""
+"""Alembic environment: the engine is injected by faceid.store.schema (no URL in a config file)."""
 
 from __future__ import annotations
 
 from alembic import context
 from sqlmodel import SQLModel
 
-from faceid import tables  # noqa: F401 - registers the tables on the metadata
+from faceid.store import tables  # noqa: F401 - registers the tables on the metadata
 
 config = context.config
 engine = config.attributes.get("engine")
 if engine is None:  # pragma: no cover - only when someone runs the alembic CLI by hand
-    from faceid.config import load_settings
-    from faceid.db import make_engine
+    from faceid.core.config import load_settings
+    from faceid.store.db import make_engine
 
     engine = make_engine(load_settings().database_url)
 

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 import sqlmodel  # noqa: F401 - column types
 from alembic import op
 
-from faceid import triggers
+from faceid.store import triggers
 
 revision: str = '0002'
 down_revision: str | None = '0001'
