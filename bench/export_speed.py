@@ -9,7 +9,7 @@ measures, each the best of ``--repeat`` (5) runs, the contestants interleaved:
 
 1. ``faceid.reports.export.export_csv`` with **no** cached export line (the bulk insert wrote
    none): every line rendered during the export;
-2. ``faceid.reports.export.fill_lines``: rendering and storing every line (the work ingest,
+2. ``faceid.store.export_lines.fill_lines``: rendering and storing every line (the work ingest,
    decide and purge do one case at a time, done here in bulk), and one case's
    ``refresh_lines`` in its own transaction (what a decision pays);
 3. ``export_csv`` from the cached lines (the normal masked export), and the unmasked export
@@ -50,10 +50,11 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from faceid.access.actors import Actor  # noqa: E402
-from faceid.reports.export import export_csv, fill_lines, refresh_lines  # noqa: E402
+from faceid.reports.export import export_csv  # noqa: E402
 from faceid.reports.insights import InsightsService  # noqa: E402
 from faceid.store import schema  # noqa: E402
 from faceid.store.db import make_engine  # noqa: E402
+from faceid.store.export_lines import fill_lines, refresh_lines  # noqa: E402
 from faceid.store.tables import Decision, Verification  # noqa: E402
 
 SQLITE3 = "/usr/bin/sqlite3"

@@ -130,11 +130,11 @@ def fill_export_lines_in_background(engine: Engine) -> threading.Thread:
     missing, without holding up the start (``db upgrade`` does the same in the foreground).
     Safe beside reviewers' writes: ``refresh_lines`` locks the rows it renders, and every
     batch is its own short transaction. Until it is done an export renders what is missing."""
-    from faceid.reports import export
+    from faceid.store import export_lines
 
     def run() -> None:
         try:
-            rendered = export.fill_lines(engine)
+            rendered = export_lines.fill_lines(engine)
         except Exception as exc:  # a convenience: the export stays correct without it
             log.warning("export lines not rendered in the background (%s)", type(exc).__name__)
             return

@@ -15,8 +15,9 @@ import streamlit as st
 from faceid.access.actors import Actor
 from faceid.access.permissions import Permission
 from faceid.core.timeutil import utcnow
-from faceid.reports.export import DECISION_STATES, EXPORT_COLUMNS, LIVENESS_VALUES, ExportFilter
+from faceid.reports.export import DECISION_STATES, LIVENESS_VALUES, ExportFilter
 from faceid.reports.insights import InsightsService
+from faceid.store.export_lines import EXPORT_COLUMNS
 from pages import _widgets as w
 from pages.audit import ANY, download, filters
 

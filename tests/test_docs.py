@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from faceid.cli.main import VERBS
-from faceid.reports.export import EXPORT_COLUMNS
+from faceid.store.export_lines import EXPORT_COLUMNS
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
 

@@ -21,8 +21,6 @@ from faceid.cli import main as cli
 from faceid.cli.commands import export as export_cmd
 from faceid.core.csvsafe import MAYBE_FORMULA, frame_csv, neutralise
 from faceid.reports.export import (
-    COLUMN_NAMES,
-    EXPORT_COLUMNS,
     ExportError,
     ExportFilter,
     ExportRefused,
@@ -32,6 +30,7 @@ from faceid.reports.export import (
 from faceid.store import schema
 from faceid.store import write as store
 from faceid.store.db import make_engine
+from faceid.store.export_lines import COLUMN_NAMES, EXPORT_COLUMNS
 from faceid.store.tables import AuditEvent, Decision, User, Verification
 
 AUDITOR = Actor("ann.auditor", "Ann", "auditor")

@@ -20,8 +20,7 @@ from sqlalchemy import Engine, func
 from sqlmodel import Session, select
 
 from faceid.api.simulator import generate_result
-from faceid.reports import export
-from faceid.store import audit
+from faceid.store import audit, export_lines
 from faceid.store import write as store
 from faceid.store.db import make_engine
 from faceid.store.importing import decode, import_paths
@@ -322,8 +321,8 @@ def test_every_imported_case_has_its_export_line(engine, folder) -> None:
     with engine.connect() as conn:
         ids = list(conn.execute(select(Verification.id)).scalars())
         lines = dict(conn.execute(select(ExportLine.verification_id, ExportLine.line)
-                                  .where(ExportLine.renderer == export.renderer())).all())
-        assert len(ids) == 6 and lines == export.render_lines(conn, ids)
+                                  .where(ExportLine.renderer == export_lines.renderer())).all())
+        assert len(ids) == 6 and lines == export_lines.render_lines(conn, ids)
 
 
 def test_the_import_reads_its_paths_lazily(engine, tmp_path, monkeypatch) -> None:

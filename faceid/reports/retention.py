@@ -55,8 +55,7 @@ from faceid.api.model import IMAGE_REF_PREFIX
 from faceid.core.config import load_secrets_file
 from faceid.core.errors import ConfigError
 from faceid.core.timeutil import iso, utcnow
-from faceid.reports import export
-from faceid.store import audit
+from faceid.store import audit, export_lines
 from faceid.store.tables import Inbox, RawResponse, StoredImage, Verification
 
 PURGED = "[purged]"
@@ -359,7 +358,7 @@ def _paged(engine: Engine, table: Any, where: Any, batch_size: int,
         with engine.begin() as conn:
             # Locked up front, in id order (PostgreSQL; SQLite serialises writers anyway): the
             # UPDATEs below would otherwise lock rows in scan order, and could deadlock with
-            # another writer locking in id order (export.refresh_lines).
+            # another writer locking in id order (export_lines.refresh_lines).
             ids = list(conn.execute(select(table.id).where(where, table.id > last)
                                     .order_by(table.id).limit(batch_size)
                                     .with_for_update()).scalars())
@@ -407,7 +406,7 @@ def _purge_pii(engine: Engine, cutoff: datetime, now: datetime, batch_size: int,
             .where(col(Verification.id).in_(ids), col(Verification.pii_purged_at).is_(None))
             .values(idcard_name=None, idcard_number=None, pii_purged_at=now)).rowcount
         # The update's trigger dropped these cases' export lines (they showed masked names).
-        export.keep_lines_fresh(conn, ids)
+        export_lines.keep_lines_fresh(conn, ids)
 
     _paged(engine, Verification, _pii_due(cutoff), batch_size, work)
 

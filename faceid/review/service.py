@@ -64,7 +64,6 @@ from faceid.core.errors import (  # noqa: F401 - the review errors are re-export
     StaleCase,
 )
 from faceid.core.timeutil import as_utc, fmt, utcnow
-from faceid.reports import export
 from faceid.review import case_view, linking, search
 from faceid.review.case_view import Allowance, CaseView, frame, round3
 from faceid.review.decisions import (
@@ -75,7 +74,7 @@ from faceid.review.decisions import (
     validate_decision,
 )
 from faceid.review.paging import RowsPage, page_count
-from faceid.store import audit
+from faceid.store import audit, export_lines
 from faceid.store.fetchqueue import describe_job
 from faceid.store.tables import (
     AuditEvent,
@@ -681,7 +680,7 @@ class ReviewService:
                            outcome=outcome, reason=reason, note=note, decided_at=now,
                            based_on_version=expected_version))
             s.flush()  # the decision row first: its insert trigger drops the old export line
-            export.keep_lines_fresh(s.connection(), [v.id])
+            export_lines.keep_lines_fresh(s.connection(), [v.id])
             # The note itself lives in the decision row; the trail records that there is one.
             detail: dict[str, Any] = {
                 "outcome": outcome, "reason": reason, "state": state,

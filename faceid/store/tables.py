@@ -132,7 +132,7 @@ class ExportLine(SQLModel, table=True):
     __tablename__ = "export_lines"
     verification_id: int = Field(foreign_key="verifications.id", primary_key=True,
                                  sa_column_kwargs={"autoincrement": False})
-    #: Fingerprint of the code that rendered the line (``faceid.reports.export.renderer``).
+    #: Fingerprint of the code that rendered the line (``faceid.store.export_lines.renderer``).
     renderer: str = Field(max_length=32)
     #: The CSV record with its ``\r\n``, masked and formula-neutralised.
     line: str = Field(sa_column=Column(Text, nullable=False))

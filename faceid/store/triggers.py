@@ -17,8 +17,9 @@ from sqlalchemy import Connection
 
 APPEND_ONLY = ("decisions", "audit_events")
 
-#: Verification columns an export line shows (``faceid.reports.export`` tests that its query reads
-#: no other). Changing the export's columns needs a migration that re-creates the triggers.
+#: Verification columns an export line shows (a test checks that ``faceid.store.export_lines``'
+#: query reads no other). Changing the export's columns needs a migration that re-creates the
+#: triggers.
 EXPORT_LINE_COLUMNS = (
     "biz_id", "biz_no", "status", "fail_reason", "procedure_type", "liveness_result",
     "faceid_confidence", "faceid_band", "verify_error", "genuineness_exceeded", "risk_flags",

@@ -34,8 +34,8 @@ from faceid.api import vocab
 from faceid.api.model import GetResult, elide_images, loads_document, parse_document
 from faceid.core.errors import DocumentError
 from faceid.core.timeutil import from_unix, utcnow
-from faceid.reports import export
 from faceid.store import audit, summary
+from faceid.store import export_lines as export
 from faceid.store.db import insert_numbered, reader
 from faceid.store.tables import Inbox, RawResponse, StoredImage, Verification
 

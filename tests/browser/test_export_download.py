@@ -19,8 +19,8 @@ import pytest
 from playwright.sync_api import expect
 from sqlmodel import Session, select
 
-from faceid.reports.export import COLUMN_NAMES
 from faceid.store.db import make_engine
+from faceid.store.export_lines import COLUMN_NAMES
 from faceid.store.tables import AuditEvent
 
 from .harness import run_streamlit, screenshot, wait_idle

@@ -8,8 +8,7 @@ from alembic import command
 from alembic.runtime.migration import MigrationContext
 
 from faceid.core.config import load_settings
-from faceid.reports import export
-from faceid.store import schema
+from faceid.store import export_lines, schema
 from faceid.store.db import make_engine
 
 
@@ -27,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
         print("database schema is up to date")
     if args.action in ("upgrade", "refresh-export"):
         # After an upgrade the new code's lines replace the old ones (another renderer).
-        print(f"export lines rendered: {export.fill_lines(engine)}")
+        print(f"export lines rendered: {export_lines.fill_lines(engine)}")
     with engine.connect() as conn:
         print("revision:", MigrationContext.configure(conn).get_current_revision())
     return 0
