@@ -19,7 +19,7 @@ from sqlmodel import Session, select
 
 from faceid.access.actors import Actor
 from faceid.api.client import FaceIDClient
-from faceid.api.model import restore_images
+from faceid.api.rawdoc import restore_images
 from faceid.api.simulator import (
     PROCEDURE_TYPES,
     STATUSES,

@@ -14,15 +14,9 @@ from PIL import Image
 
 from faceid.api import vocab
 from faceid.api.images import decode_data_uri
-from faceid.api.model import (
-    Comparison,
-    GetResult,
-    elide_images,
-    loads_document,
-    parse_bytes,
-    parse_document,
-    restore_images,
-)
+from faceid.api.model import Comparison, GetResult
+from faceid.api.parse import loads_document, parse_bytes, parse_document
+from faceid.api.rawdoc import elide_images, restore_images
 from faceid.api.simulator import generate_batch, generate_result
 from faceid.core.errors import DocumentError
 

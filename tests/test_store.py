@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import func, text
 from sqlmodel import Session, select
 
-from faceid.api.model import restore_images
+from faceid.api.rawdoc import restore_images
 from faceid.api.simulator import generate_result
 from faceid.store import write as store
 from faceid.store.tables import AuditEvent, Inbox, RawResponse, StoredImage, Verification

@@ -49,7 +49,8 @@ from faceid.access import pii
 from faceid.access.actors import Actor
 from faceid.access.permissions import Permission, PermissionDenied, require
 from faceid.api import vocab
-from faceid.api.model import GetResult, parse_document
+from faceid.api.model import GetResult
+from faceid.api.parse import parse_document
 from faceid.core.errors import DocumentError, FaceIDError, InsightsError  # noqa: F401
 from faceid.core.timeutil import fmt, utcnow, within_days
 from faceid.reports import export

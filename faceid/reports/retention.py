@@ -51,7 +51,7 @@ from sqlmodel import Session, col, select
 
 from faceid.access.actors import Actor
 from faceid.access.permissions import Permission, require
-from faceid.api.model import IMAGE_REF_PREFIX
+from faceid.api.rawdoc import IMAGE_REF_PREFIX
 from faceid.core.config import load_secrets_file
 from faceid.core.errors import ConfigError
 from faceid.core.timeutil import iso, utcnow

@@ -22,14 +22,8 @@ import pandas as pd
 from faceid.access import pii
 from faceid.access.actors import Actor
 from faceid.api import vocab
-from faceid.api.model import (
-    Comparison,
-    GetResult,
-    Liveness,
-    OcrFieldQuality,
-    OcrResult,
-    parse_document,
-)
+from faceid.api.model import Comparison, GetResult, Liveness, OcrFieldQuality, OcrResult
+from faceid.api.parse import parse_document
 from faceid.core.errors import DocumentError
 from faceid.core.timeutil import fmt
 from faceid.review import linking

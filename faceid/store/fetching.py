@@ -37,7 +37,8 @@ from sqlalchemy import Connection, Engine, func, insert, update
 from sqlmodel import Session, col, select
 
 from faceid.api.client import RETURN_IMAGE_ALL, FaceIDClient
-from faceid.api.model import elide_images, loads_document
+from faceid.api.parse import loads_document
+from faceid.api.rawdoc import elide_images
 from faceid.core.config import Settings
 from faceid.core.errors import (
     APIError,

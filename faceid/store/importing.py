@@ -39,7 +39,7 @@ from urllib.parse import parse_qs
 
 from sqlalchemy import Engine
 
-from faceid.api.model import loads_document, parse_document
+from faceid.api.parse import loads_document, parse_document
 from faceid.core.errors import DocumentError
 from faceid.store import write as store
 

@@ -41,7 +41,7 @@ from urllib.parse import parse_qs
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
-from faceid.api.model import loads_document
+from faceid.api.parse import loads_document
 from faceid.core.errors import DocumentError
 from faceid.store import write as store
 from faceid.store.fetching import FetchService

@@ -31,7 +31,9 @@ from sqlalchemy import Connection, Engine, bindparam, insert, select, update
 from sqlalchemy.exc import DataError, IntegrityError
 
 from faceid.api import vocab
-from faceid.api.model import GetResult, elide_images, loads_document, parse_document
+from faceid.api.model import GetResult
+from faceid.api.parse import loads_document, parse_document
+from faceid.api.rawdoc import elide_images
 from faceid.core.errors import DocumentError
 from faceid.core.timeutil import from_unix, utcnow
 from faceid.store import audit, summary
