@@ -1,10 +1,21 @@
 """Built-in FaceID Lite simulator: generated get_result cases served over real HTTP.
 
 Used as the default backend in demo mode and by the tests. Nothing here imports Streamlit or
-any other part of the app. See ``server.py`` for the choices the FaceID page leaves open and
-for the simulator-only ``/_sim/*`` endpoints.
+any other part of the app. ``generate.py`` and ``people.py`` make the cases, ``backend.py``
+holds them with the quota and fault injection, ``server.py`` serves them over HTTP; see
+``server.py`` for the choices the FaceID page leaves open and for the simulator-only ``/_sim/*``
+endpoints.
 """
 
+from faceid.api.simulator.backend import (
+    ERROR_HTTP_STATUS,
+    FakeClock,
+    SimClock,
+    SimulatorState,
+    http_status_for,
+    images_allowed,
+    shape_response,
+)
 from faceid.api.simulator.generate import (
     BILLED_VERIFY_ERRORS,
     FAIL_REASONS,
@@ -30,19 +41,7 @@ from faceid.api.simulator.people import (
     make_person,
     person_for_seed,
 )
-from faceid.api.simulator.server import (
-    API_PATH,
-    ERROR_HTTP_STATUS,
-    FakeClock,
-    SimClock,
-    SimServer,
-    SimulatorState,
-    http_status_for,
-    images_allowed,
-    serve,
-    shape_response,
-    start_in_thread,
-)
+from faceid.api.simulator.server import API_PATH, SimServer, serve, start_in_thread
 
 __all__ = [
     "API_PATH",
