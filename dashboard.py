@@ -27,7 +27,7 @@ import streamlit as st
 import pages
 from faceid.access.actors import DEMO_ACTORS, Actor, demo_actor
 from faceid.accounts import auth
-from faceid.accounts.users import SessionPolicy
+from faceid.accounts.sessions import SessionPolicy
 from faceid.app import Desk, build_desk
 from faceid.core.config import Settings, load_settings
 from faceid.core.errors import FaceIDError

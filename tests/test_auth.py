@@ -26,7 +26,8 @@ from faceid.accounts.auth import (
     SessionGate,
     SignedIn,
 )
-from faceid.accounts.users import SessionPolicy, UserService
+from faceid.accounts.sessions import SessionPolicy
+from faceid.accounts.users import UserService
 from faceid.store import schema
 from faceid.store.db import make_engine
 from faceid.store.tables import AuditEvent

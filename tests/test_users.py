@@ -24,10 +24,10 @@ from faceid.access.permissions import (
     require,
     require_second_review,
 )
+from faceid.accounts.sessions import SessionPolicy
 from faceid.accounts.users import (
     LastAdmin,
     PasswordRejected,
-    SessionPolicy,
     UnknownUser,
     UserError,
     UserExists,

@@ -11,7 +11,7 @@ module owns the decisions, so they can be tested with a plain dict standing in f
 * **Re-checked on every rerun** (``SessionGate.current``): the account must still exist, be
   enabled and have the role the session started with, so a disable or a role change takes
   effect at the next click, not at the next sign-in.
-* **Expiry.** ``users.SessionPolicy``: idle and absolute limits, tracked in the session
+* **Expiry.** ``sessions.SessionPolicy``: idle and absolute limits, tracked in the session
   (``last_seen`` is updated on every rerun, i.e. every user action). Streamlit's OIDC identity
   cookie lasts 30 days and cannot be shortened (field notes), so for OIDC the absolute limit
   counts from the identity token's ``auth_time``/``iat`` — a new tab cannot restart the clock —
@@ -40,7 +40,8 @@ from typing import Any
 
 from faceid.access.actors import ROLES, Actor
 from faceid.access.permissions import Permission
-from faceid.accounts.users import SessionPolicy, UserService, normalise_username
+from faceid.accounts.sessions import SessionPolicy
+from faceid.accounts.users import UserService, normalise_username
 from faceid.core.timeutil import utcnow
 
 #: Streamlit 1.67 needs ``Authlib>=1.3.2`` for ``st.login``; this is the pin we recommend.

@@ -13,8 +13,8 @@
   admin as actor: ``user.add``, ``user.disable``, ``user.enable``, ``user.role``,
   ``user.passwd``, ``user.rehash``; sign-ins as ``login`` / ``login.failed``; session ends as
   ``logout`` with the reason (``faceid.accounts.auth`` calls ``record_logout``).
-* ``SessionPolicy`` is the idle/absolute expiry rule the dashboard applies to a signed-in
-  session (pure: the caller passes the times).
+* ``SessionPolicy`` (``faceid.accounts.sessions``) is the idle/absolute expiry rule the
+  dashboard applies to a signed-in session (pure: the caller passes the times).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import re
 import secrets as _secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from argon2 import PasswordHasher
@@ -36,9 +36,7 @@ from sqlmodel import Session, col, select
 
 from faceid.access.actors import DEMO_PREFIX, Actor
 from faceid.access.permissions import Permission, Role, parse_role, require
-from faceid.core.config import load_secrets_file
 from faceid.core.errors import (  # noqa: F401 - the user errors are re-exported from here
-    ConfigError,
     FaceIDError,
     LastAdmin,
     PasswordRejected,
@@ -46,7 +44,7 @@ from faceid.core.errors import (  # noqa: F401 - the user errors are re-exported
     UserError,
     UserExists,
 )
-from faceid.core.timeutil import as_utc, utcnow
+from faceid.core.timeutil import utcnow
 from faceid.store import audit
 from faceid.store.tables import User
 
@@ -59,8 +57,6 @@ MAX_PASSWORD_LENGTH = 256
 #: "cli:" actor prefix, so it must not be confusable or contain separators.
 USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._@-]{0,127}$")
 ANONYMOUS = "anonymous"
-DEFAULT_IDLE_MINUTES = 30
-DEFAULT_ABSOLUTE_HOURS = 12
 
 
 @dataclass(frozen=True, slots=True)
@@ -386,69 +382,3 @@ def cli_actor() -> Actor:
     except (KeyError, OSError):  # no passwd entry (some containers) and no LOGNAME/USER
         who = f"uid{os.getuid()}" if hasattr(os, "getuid") else "unknown"
     return Actor(f"cli:{who}", f"{who} (command line)", Role.ADMIN.value)
-
-
-# --------------------------------------------------------------------------- sessions
-
-
-def _int_setting(env: Mapping[str, str], secrets: Mapping[str, Any], var: str, section: str,
-                 key: str, default: int | None) -> int | None:
-    sect = secrets.get(section)
-    raw = env.get(var) or (sect.get(key) if isinstance(sect, Mapping) else None)
-    if raw in (None, ""):
-        return default
-    try:
-        return int(raw)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{var} ([{section}] {key}) must be a whole number.") from None
-
-
-#: A last_seen this far in the future is clock jitter between threads/hosts; further is not
-#: trusted (fail closed).
-_SKEW = timedelta(minutes=1)
-
-
-@dataclass(frozen=True, slots=True)
-class SessionPolicy:
-    """When a signed-in dashboard session must sign in again.
-
-    Defaults follow NIST SP 800-63B (rev. 3) AAL2: 30 minutes idle, 12 hours absolute. The
-    absolute limit matters because Streamlit's OIDC identity cookie lasts 30 days and cannot be
-    shortened (field notes): the app has to end sessions itself.
-    """
-
-    idle_minutes: int = DEFAULT_IDLE_MINUTES
-    absolute_hours: int | None = DEFAULT_ABSOLUTE_HOURS
-
-    def __post_init__(self) -> None:
-        if self.idle_minutes < 1:
-            raise ConfigError("The session idle timeout must be at least 1 minute.")
-        if self.absolute_hours is not None and self.absolute_hours < 1:
-            raise ConfigError("The absolute session lifetime must be at least 1 hour.")
-
-    def is_expired(self, last_seen: datetime | None, now: datetime, *,
-                   signed_in_at: datetime | None = None) -> bool:
-        """True if the session must end. No ``last_seen`` (never seen) counts as expired."""
-        seen, current = as_utc(last_seen), as_utc(now)
-        assert current is not None
-        if seen is None or seen - current > _SKEW:
-            return True
-        if current - seen >= timedelta(minutes=self.idle_minutes):
-            return True
-        start = as_utc(signed_in_at)
-        return (self.absolute_hours is not None and start is not None
-                and current - start >= timedelta(hours=self.absolute_hours))
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None,
-                 secrets: Mapping[str, Any] | None = None) -> SessionPolicy:
-        """``FACEID_SESSION_IDLE_MINUTES`` / ``FACEID_SESSION_MAX_HOURS`` or secrets.toml
-        ``[session] idle_minutes`` / ``max_hours``; environment wins."""
-        env = os.environ if env is None else env
-        secrets = load_secrets_file() if secrets is None else secrets
-        idle = _int_setting(env, secrets, "FACEID_SESSION_IDLE_MINUTES", "session",
-                            "idle_minutes", DEFAULT_IDLE_MINUTES)
-        hours = _int_setting(env, secrets, "FACEID_SESSION_MAX_HOURS", "session", "max_hours",
-                             DEFAULT_ABSOLUTE_HOURS)
-        assert idle is not None
-        return cls(idle, hours)
