@@ -56,7 +56,7 @@ from faceid.core.timeutil import fmt, utcnow, within_days
 from faceid.reports import export
 from faceid.review import linking
 from faceid.review import search as search_rule  # `search` is case_options' parameter
-from faceid.review.case_view import frame
+from faceid.review.case_sections import frame
 from faceid.review.linking import COMPARE_MAX, LINKED_MAX, LinkedCases  # noqa: F401 - re-exported
 from faceid.review.paging import RowsPage, page_count
 from faceid.store.summary import RISK_FLAGS

@@ -65,7 +65,8 @@ from faceid.core.errors import (  # noqa: F401 - the review errors are re-export
 )
 from faceid.core.timeutil import as_utc, fmt, utcnow
 from faceid.review import case_view, linking, search
-from faceid.review.case_view import Allowance, CaseView, frame, round3
+from faceid.review.case_sections import frame, round3
+from faceid.review.case_view import Allowance, CaseView
 from faceid.review.decisions import (
     FINAL_STATES,
     NOTE_MAX,
