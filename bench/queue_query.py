@@ -32,7 +32,8 @@ from sqlalchemy import Engine, insert, text  # noqa: E402
 from faceid.access.actors import Actor  # noqa: E402
 from faceid.core.config import Settings  # noqa: E402
 from faceid.reports.insights import InsightsService  # noqa: E402
-from faceid.review.service import QueueFilter, ReviewService  # noqa: E402
+from faceid.review.queue import QueueFilter  # noqa: E402
+from faceid.review.service import ReviewService  # noqa: E402
 from faceid.store import schema  # noqa: E402
 from faceid.store.db import make_engine  # noqa: E402
 from faceid.store.tables import Verification  # noqa: E402

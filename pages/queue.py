@@ -11,14 +11,8 @@ from faceid.access.actors import Actor
 from faceid.access.permissions import Permission
 from faceid.api import vocab
 from faceid.review.decisions import STATES
-from faceid.review.service import (
-    BAND_OPTIONS,
-    LIVENESS_OPTIONS,
-    SORTS,
-    UNASSIGNED,
-    QueueFilter,
-    ReviewService,
-)
+from faceid.review.queue import BAND_OPTIONS, LIVENESS_OPTIONS, SORTS, UNASSIGNED, QueueFilter
+from faceid.review.service import ReviewService
 from faceid.store.summary import RISK_FLAGS
 from pages import _widgets as w
 

@@ -20,17 +20,9 @@ from faceid.core.config import Settings
 from faceid.core.errors import APIError, InvalidDecision, ResultNotFound
 from faceid.core.timeutil import as_utc, utcnow
 from faceid.review.decisions import REASONS, validate_decision
-from faceid.review.service import (
-    CLAIM_TIMEOUT,
-    REVEAL_WINDOW,
-    UNASSIGNED,
-    ClaimConflict,
-    NotAllowed,
-    NotClaimed,
-    QueueFilter,
-    ReviewService,
-    StaleCase,
-)
+from faceid.review.queue import UNASSIGNED, QueueFilter
+from faceid.review.rules import CLAIM_TIMEOUT, REVEAL_WINDOW
+from faceid.review.service import ClaimConflict, NotAllowed, NotClaimed, ReviewService, StaleCase
 from faceid.store import write as store
 from faceid.store.tables import Decision, Verification
 from tests.fakes import FakeFetcher, FakeQuota, person_doc
