@@ -15,7 +15,8 @@ import pages
 from faceid.access.actors import Actor
 from faceid.api.vocab import PROCEDURE_MEANING
 from faceid.core.csvsafe import frame_csv
-from faceid.reports.insights import FAILURE_REASONS, NO_PROCEDURE, InsightFilter, InsightsService
+from faceid.reports.insights import InsightsService
+from faceid.reports.queries import FAILURE_REASONS, NO_PROCEDURE, InsightFilter
 from faceid.review.decisions import STATES
 from pages import _widgets as w
 

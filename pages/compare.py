@@ -25,13 +25,10 @@ import pages
 from faceid.access.actors import Actor
 from faceid.core.csvsafe import frame_csv
 from faceid.core.errors import FaceIDError
-from faceid.reports.insights import (
-    COMPARE_MAX,
-    COMPARE_MIN,
-    CaseOptions,
-    CompareView,
-    InsightsService,
-)
+from faceid.reports.compare import CaseOptions, CompareView
+from faceid.reports.insights import InsightsService
+from faceid.reports.queries import COMPARE_MIN
+from faceid.review.linking import COMPARE_MAX
 from pages import _widgets as w
 
 IDS_KEY = "compare_ids"

@@ -14,14 +14,8 @@ from sqlmodel import Session, select
 from faceid.access.actors import Actor
 from faceid.api.simulator import generate_batch
 from faceid.reports import export
-from faceid.reports.insights import (
-    AGE_BUCKETS,
-    FAILURE_REASONS,
-    NO_PROCEDURE,
-    InsightFilter,
-    InsightsError,
-    InsightsService,
-)
+from faceid.reports.insights import InsightsError, InsightsService
+from faceid.reports.queries import AGE_BUCKETS, FAILURE_REASONS, NO_PROCEDURE, InsightFilter
 from faceid.store import write as store
 from faceid.store.tables import Decision, Verification
 from tests.fakes import person_doc

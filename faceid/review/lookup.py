@@ -70,7 +70,6 @@ class CaseLookup:
     engine: Engine
     fetcher: Fetcher | None
 
-
     # ------------------------------------------------------------------ lookup / fetch
 
     def lookup(self, biz_id: str, actor: Actor) -> LookupView:

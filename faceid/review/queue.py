@@ -101,7 +101,6 @@ class QueueListing:
     _now: Callable[[], datetime]
     second_review_rejects: bool
 
-
     # ------------------------------------------------------------------ queue
 
     def queue(self, filters: QueueFilter | None = None, sort: str = "oldest", page: int = 1,

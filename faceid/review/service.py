@@ -125,7 +125,6 @@ class ReviewService(QueueListing, CaseLookup):
                                       if second_review_rejects is None
                                       else second_review_rejects)
 
-
     # ------------------------------------------------------------------ one case
 
     def open_case(self, biz_id: str, actor: Actor, *, record_view: bool = True,
