@@ -32,14 +32,25 @@ own reuse the nearest one, and say so where they are checked:
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import TYPE_CHECKING
+from typing import Protocol, TypeVar
 
 from faceid.core.errors import FaceIDError, InvalidRole, PermissionDenied  # noqa: F401 - re-exported
 
-if TYPE_CHECKING:
-    # Only for annotations: faceid.access.actors derives its role helpers from this table, so a
-    # runtime import here would be circular.
-    from faceid.access.actors import Actor
+
+class Subject(Protocol):
+    """What the checks below read of whoever acts (``faceid.access.actors.Actor`` is one). A
+    protocol rather than an import: ``actors`` derives its role helpers from this table, so
+    importing ``Actor`` here, even only for annotations, would make the two modules a cycle."""
+
+    @property
+    def username(self) -> str: ...
+
+    @property
+    def role(self) -> str: ...
+
+
+#: The actor type a check was given is the type it returns (an ``Actor`` stays an ``Actor``).
+ActorT = TypeVar("ActorT", bound=Subject)
 
 
 class Role(StrEnum):
@@ -113,7 +124,7 @@ def permissions_of(role: str | Role) -> frozenset[Permission]:
     return frozenset(p for p in Permission if allowed(role, p))
 
 
-def require(actor: Actor | None, permission: Permission | str) -> Actor:
+def require(actor: ActorT | None, permission: Permission | str) -> ActorT:
     """Return ``actor`` if its role grants ``permission``; raise ``PermissionDenied`` if not.
 
     ``None`` (nobody signed in) is denied everything.
@@ -135,7 +146,7 @@ def _same_person(a: str, b: str) -> bool:
     return a.strip().casefold() == b.strip().casefold()
 
 
-def may_second_review(actor: Actor | None, first_decided_by: str | None) -> bool:
+def may_second_review(actor: Subject | None, first_decided_by: str | None) -> bool:
     """Four-eyes rule: a senior/admin may second-review a decision made by *someone else*.
 
     ``first_decided_by`` is the username recorded on the decision under review; without one
@@ -147,7 +158,7 @@ def may_second_review(actor: Actor | None, first_decided_by: str | None) -> bool
         actor.username, first_decided_by)
 
 
-def require_second_review(actor: Actor | None, first_decided_by: str | None) -> Actor:
+def require_second_review(actor: ActorT | None, first_decided_by: str | None) -> ActorT:
     actor = require(actor, Permission.SECOND_REVIEW)
     if not first_decided_by:
         raise PermissionDenied("There is no first decision to review.",
