@@ -23,7 +23,7 @@ What a purge removes, by ``verifications.stored_at`` age:
   ``purge_document``.
 * inbox bodies kept because they failed to parse (they hold images and PII) once older than the
   shorter limit. Unprocessed bodies are left alone: they are a crash's leftovers awaiting
-  ``store.process_pending`` and are the only copy of that case.
+  ``store.write.process_pending`` and are the only copy of that case.
 
 ``id_number_hash`` is **kept**: it is a keyed HMAC (not reversible without ``FACEID_PII_KEY``)
 whose only use is linking one ID number's cases — the fraud signal ("this card was used by
