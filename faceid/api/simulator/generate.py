@@ -2,7 +2,7 @@
 
 ``generate_result`` returns what FaceID would answer to the *first* read of a case with
 ``return_image=4``, ``return_verify_time=1``, ``get_fail_reason=1`` and
-``return_multifaces_tag=1``: the server (``server.py``) then trims it per request.
+``return_multifaces_tag=1``: the simulator (``backend.shape_response``) trims it per request.
 
 Field names, counter names and quirks follow the get_result page literally, including the ones a
 parser must survive (``idcard_uneditable_feild``, the legality key ``"Temporary ID Photo "`` with a
