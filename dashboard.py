@@ -5,7 +5,7 @@ the user in, shows the sidebar and routes every page explicitly with ``st.naviga
 ``pages/`` folder is never auto-discovered, and a page not listed here cannot be reached).
 Each page is a callable that receives its collaborator: ``render(service, actor)``.
 
-Sign-in (decisions in ``faceid.auth``, widgets here):
+Sign-in (decisions in ``faceid.accounts.auth``, widgets here):
 
 * demo mode (no FaceID credentials): a clearly labelled demo user, switchable in the sidebar;
 * ``[auth]`` in secrets.toml: ``st.login`` (OIDC), the identity mapped to an account by issuer
@@ -25,12 +25,12 @@ from typing import Any
 import streamlit as st
 
 import pages
-from faceid import auth
-from faceid.actors import DEMO_ACTORS, Actor, demo_actor
+from faceid.access.actors import DEMO_ACTORS, Actor, demo_actor
+from faceid.accounts import auth
+from faceid.accounts.sessions import SessionPolicy
 from faceid.app import Desk, build_desk
-from faceid.config import Settings, load_settings
-from faceid.errors import FaceIDError
-from faceid.users import SessionPolicy
+from faceid.core.config import Settings, load_settings
+from faceid.core.errors import FaceIDError
 from pages import _widgets as w
 from pages import audit, case, compare, queue, reports, users
 from pages._widgets import md_escape

@@ -37,9 +37,9 @@ import pandas as pd  # noqa: E402
 from playwright.sync_api import Page, sync_playwright  # noqa: E402
 
 from bench.export_speed import checkpoint, seed  # noqa: E402
-from faceid import schema  # noqa: E402
-from faceid.db import make_engine  # noqa: E402
-from faceid.export import fill_lines  # noqa: E402
+from faceid.store import schema  # noqa: E402
+from faceid.store.db import make_engine  # noqa: E402
+from faceid.store.export_lines import fill_lines  # noqa: E402
 
 IDLE = ("[data-testid='stApp'][data-test-script-state='notRunning']"
         "[data-test-connection-state='CONNECTED']")

@@ -7,11 +7,11 @@ Bulk-inserts ``--n`` (default 100 000) verifications straight into a file SQLite
 ingest: setup speed; about half get one or two decisions, 1% carry a formula-like name), then
 measures, each the best of ``--repeat`` (5) runs, the contestants interleaved:
 
-1. ``faceid.export.export_csv`` with **no** cached export line (the bulk insert wrote none):
-   every line rendered during the export;
-2. ``faceid.export.fill_lines``: rendering and storing every line (the work ingest, decide and
-   purge do one case at a time, done here in bulk), and one case's ``refresh_lines`` in its
-   own transaction (what a decision pays);
+1. ``faceid.reports.export.export_csv`` with **no** cached export line (the bulk insert wrote
+   none): every line rendered during the export;
+2. ``faceid.store.export_lines.fill_lines``: rendering and storing every line (the work ingest,
+   decide and purge do one case at a time, done here in bulk), and one case's
+   ``refresh_lines`` in its own transaction (what a decision pays);
 3. ``export_csv`` from the cached lines (the normal masked export), and the unmasked export
    (admin only; never cached, so rendered like 1.);
 4. ``/usr/bin/sqlite3 -csv`` writing the same rows and columns from the same file (raw values,
@@ -49,12 +49,13 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from faceid import schema  # noqa: E402
-from faceid.actors import Actor  # noqa: E402
-from faceid.db import make_engine  # noqa: E402
-from faceid.export import export_csv, fill_lines, refresh_lines  # noqa: E402
-from faceid.insights import InsightsService  # noqa: E402
-from faceid.tables import Decision, Verification  # noqa: E402
+from faceid.access.actors import Actor  # noqa: E402
+from faceid.reports.export import export_csv  # noqa: E402
+from faceid.reports.insights import InsightsService  # noqa: E402
+from faceid.store import schema  # noqa: E402
+from faceid.store.db import make_engine  # noqa: E402
+from faceid.store.export_lines import fill_lines, refresh_lines  # noqa: E402
+from faceid.store.tables import Decision, Verification  # noqa: E402
 
 SQLITE3 = "/usr/bin/sqlite3"
 PSQL = "/usr/bin/psql"

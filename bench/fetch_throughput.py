@@ -34,12 +34,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from faceid import schema  # noqa: E402
-from faceid.client import FaceIDClient  # noqa: E402
-from faceid.config import Settings  # noqa: E402
-from faceid.db import make_engine  # noqa: E402
-from faceid.fetching import FetchService  # noqa: E402
-from faceid.simulator import generate_result  # noqa: E402
+from faceid.api.client import FaceIDClient  # noqa: E402
+from faceid.api.simulator import generate_result  # noqa: E402
+from faceid.core.config import Settings  # noqa: E402
+from faceid.store import schema  # noqa: E402
+from faceid.store.db import make_engine  # noqa: E402
+from faceid.store.fetching import FetchService  # noqa: E402
 
 KEY, SECRET = "bench-key", "bench-secret"
 
@@ -50,8 +50,8 @@ def cases(n: int, seed: int) -> list[dict[str, Any]]:
 
 def _serve(conn: Any, n: int, seed: int, latency: float, limit: int) -> None:
     """Child process: serve ``n`` cases until told to stop, then send the counters back."""
-    from faceid.simulator import SimulatorState, start_in_thread
-    from faceid.simulator import server as sim_server
+    from faceid.api.simulator import SimulatorState, start_in_thread
+    from faceid.api.simulator import server as sim_server
 
     if not getattr(sim_server._Handler, "disable_nagle_algorithm", False):
         # The simulator writes headers and body in two send()s; with Nagle on, the body
@@ -152,8 +152,8 @@ def run_processes(n: int, latency: float, limit: int, seed: int, url: str | None
     """P worker processes on one database work a queue of n jobs."""
     from sqlalchemy import func, select
 
-    from faceid.fetchqueue import FetchQueue
-    from faceid.tables import Verification
+    from faceid.store.fetchqueue import FetchQueue
+    from faceid.store.tables import Verification
 
     ids = [c["biz_info"]["biz_id"] for c in cases(n, seed)]
     workers: list[subprocess.Popen] = []
@@ -193,7 +193,7 @@ def run_processes(n: int, latency: float, limit: int, seed: int, url: str | None
                     break
                 time.sleep(0.02)
                 if time.perf_counter() - started > 120:
-                    from faceid.commands.queue_cmd import render
+                    from faceid.cli.commands.queue_cmd import render
 
                     print(render(FetchQueue(engine, cap=limit).status(limit=10)))
                     raise RuntimeError("timed out")

@@ -43,10 +43,10 @@ from sqlalchemy import Column, Engine, Integer, LargeBinary, MetaData, String, T
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from faceid import audit, importing, schema  # noqa: E402
-from faceid.db import make_engine  # noqa: E402
-from faceid.importing import ImportReport, import_paths  # noqa: E402
-from faceid.simulator import generate_result  # noqa: E402
+from faceid.api.simulator import generate_result  # noqa: E402
+from faceid.store import audit, importing, schema  # noqa: E402
+from faceid.store.db import make_engine  # noqa: E402
+from faceid.store.importing import ImportReport, import_paths  # noqa: E402
 
 DISTINCT = 400  # distinct generated cases; the rest are copies under new biz_ids
 FLOOR_COMMIT_EVERY = 500
@@ -187,17 +187,17 @@ def stop_pg(state: Path) -> None:
 PHASES: dict[str, tuple[str, str]] = {
     "read files (walk, read_bytes)": ("importing.py", "_read"),
     "decode + biz_id (json.loads, unwrap)": ("importing.py", "_candidate"),
-    "skip stored (one IN query per batch)": ("store.py", "stored_biz_ids"),
-    "inbox commit (executemany)": ("store.py", "_receive"),
-    "prepare rows (all below)": ("store.py", "_prepare"),
-    "  parse (model, images)": ("model.py", "parse_document"),
+    "skip stored (one IN query per batch)": ("write.py", "stored_biz_ids"),
+    "inbox commit (executemany)": ("write.py", "_receive"),
+    "prepare rows (all below)": ("write.py", "_prepare"),
+    "  parse (model, images)": ("parse.py", "parse_document"),
     "    of which base64 decode": ("images.py", "_b64decode"),
     "    of which JPEG checks (Pillow)": ("images.py", "check_jpeg"),
-    "  elide images (raw body)": ("model.py", "elide_images"),
+    "  elide images (raw body)": ("rawdoc.py", "elide_images"),
     "  queryable columns (summary)": ("summary.py", "columns"),
-    "write transaction (all below)": ("store.py", "_write"),
-    "  insert cases (executemany)": ("store.py", "_insert_cases"),
-    "  export lines (render + insert)": ("export.py", "keep_lines_fresh"),
+    "write transaction (all below)": ("write.py", "_write"),
+    "  insert cases (executemany)": ("write.py", "_insert_cases"),
+    "  export lines (render + insert)": ("export_lines.py", "keep_lines_fresh"),
     "  audit chain (append_many)": ("audit.py", "append_many"),
     "  SQLite COMMIT (all transactions)": ("~", "'commit' of 'sqlite3.Connection'"),
 }

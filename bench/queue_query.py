@@ -29,13 +29,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sqlalchemy import Engine, insert, text  # noqa: E402
 
-from faceid import schema  # noqa: E402
-from faceid.actors import Actor  # noqa: E402
-from faceid.config import Settings  # noqa: E402
-from faceid.db import make_engine  # noqa: E402
-from faceid.insights import InsightsService  # noqa: E402
-from faceid.review import QueueFilter, ReviewService  # noqa: E402
-from faceid.tables import Verification  # noqa: E402
+from faceid.access.actors import Actor  # noqa: E402
+from faceid.core.config import Settings  # noqa: E402
+from faceid.reports.insights import InsightsService  # noqa: E402
+from faceid.review.queue import QueueFilter  # noqa: E402
+from faceid.review.service import ReviewService  # noqa: E402
+from faceid.store import schema  # noqa: E402
+from faceid.store.db import make_engine  # noqa: E402
+from faceid.store.tables import Verification  # noqa: E402
 
 COLS = "id, biz_id, status, liveness_result, faceid_band, risk_count, decision_state, stored_at"
 FILTER = "(status != 'OK' OR liveness_result = 'FAIL')"
@@ -81,7 +82,7 @@ QUERIES = {
         "OR biz_no = (SELECT biz_no FROM verifications WHERE id = 4242)) AND id != 4242 "
         f"ORDER BY {CASE_TIME} DESC, id DESC LIMIT 201"),
     # The compare picker's search is timed below as the service call (its SQL depends on the
-    # dialect: faceid.search).
+    # dialect: faceid.review.search).
 }
 #: Share of cases whose person verifies more than once, and of those the share under another
 #: name; share of cases retried under the previous case's biz_no.

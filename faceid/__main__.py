@@ -1,5 +1,5 @@
 import sys
 
-from faceid.cli import main
+from faceid.cli.main import main
 
 sys.exit(main())

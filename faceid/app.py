@@ -11,20 +11,21 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 
-from faceid import redact, schema
-from faceid.client import FaceIDClient
-from faceid.config import DEMO_API_KEY, DEMO_API_SECRET, Settings, load_settings
-from faceid.db import make_engine
+from faceid.api import redact
+from faceid.api.client import FaceIDClient
+from faceid.core.config import DEMO_API_KEY, DEMO_API_SECRET, Settings, load_settings
+from faceid.store import schema
+from faceid.store.db import make_engine
 
 log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
-    from faceid.fetching import FetchService
-    from faceid.insights import InsightsService
-    from faceid.review import ReviewService
-    from faceid.simulator import SimServer
-    from faceid.users import UserService
-    from faceid.worker import Worker
+    from faceid.accounts.users import UserService
+    from faceid.api.simulator import SimServer
+    from faceid.reports.insights import InsightsService
+    from faceid.review.service import ReviewService
+    from faceid.store.fetching import FetchService
+    from faceid.store.worker import Worker
 
 
 @dataclass
@@ -44,7 +45,7 @@ class Desk:
         s = self.settings
         if s.demo:
             if self.simulator is None:
-                from faceid.simulator import SimulatorState, start_in_thread
+                from faceid.api.simulator import SimulatorState, start_in_thread
 
                 state = SimulatorState(recent=True)
                 # Cases waiting to be fetched, so the demo can show the fetch flow.
@@ -62,13 +63,13 @@ class Desk:
 
     @cached_property
     def fetcher(self) -> FetchService:
-        from faceid.fetching import FetchService
+        from faceid.store.fetching import FetchService
 
         return FetchService(self.engine, lambda: self.client, self.settings)
 
     @cached_property
     def worker(self) -> Worker:
-        from faceid.worker import Worker
+        from faceid.store.worker import Worker
 
         return Worker(self.fetcher, threads=self.settings.desk_workers, name="desk-worker")
 
@@ -91,19 +92,19 @@ class Desk:
 
     @cached_property
     def review(self) -> ReviewService:
-        from faceid.review import ReviewService
+        from faceid.review.service import ReviewService
 
         return ReviewService(self.engine, self.fetcher, self.settings)
 
     @cached_property
     def insights(self) -> InsightsService:
-        from faceid.insights import InsightsService
+        from faceid.reports.insights import InsightsService
 
         return InsightsService(self.engine)
 
     @cached_property
     def users(self) -> UserService:
-        from faceid.users import UserService
+        from faceid.accounts.users import UserService
 
         return UserService(self.engine)
 
@@ -129,11 +130,11 @@ def fill_export_lines_in_background(engine: Engine) -> threading.Thread:
     missing, without holding up the start (``db upgrade`` does the same in the foreground).
     Safe beside reviewers' writes: ``refresh_lines`` locks the rows it renders, and every
     batch is its own short transaction. Until it is done an export renders what is missing."""
-    from faceid import export
+    from faceid.store import export_lines
 
     def run() -> None:
         try:
-            rendered = export.fill_lines(engine)
+            rendered = export_lines.fill_lines(engine)
         except Exception as exc:  # a convenience: the export stays correct without it
             log.warning("export lines not rendered in the background (%s)", type(exc).__name__)
             return

@@ -20,9 +20,9 @@ import streamlit as st
 from PIL import Image
 
 import pages
-from faceid import timeutil
-from faceid.actors import Actor
-from faceid.permissions import Permission, PermissionDenied
+from faceid.access.actors import Actor
+from faceid.access.permissions import Permission, PermissionDenied
+from faceid.core import timeutil
 
 _MD_SPECIAL = re.compile("([" + re.escape(string.punctuation) + "])")
 
@@ -176,7 +176,7 @@ def fetch_queue_panel(service: Any, actor: Actor) -> None:
 
 
 def _is_review_error(exc: Exception) -> bool:
-    from faceid.errors import FaceIDError
+    from faceid.core.errors import FaceIDError
 
     return isinstance(exc, FaceIDError)
 

@@ -12,11 +12,12 @@ from typing import Any
 import streamlit as st
 
 import pages
-from faceid.actors import Actor
-from faceid.csvsafe import frame_csv
-from faceid.decisions import STATES
-from faceid.insights import FAILURE_REASONS, NO_PROCEDURE, InsightFilter, InsightsService
-from faceid.vocab import PROCEDURE_MEANING
+from faceid.access.actors import Actor
+from faceid.api.vocab import PROCEDURE_MEANING
+from faceid.core.csvsafe import frame_csv
+from faceid.reports.insights import InsightsService
+from faceid.reports.queries import FAILURE_REASONS, NO_PROCEDURE, InsightFilter
+from faceid.review.decisions import STATES
 from pages import _widgets as w
 
 PAGE_KEY = "audit_page"
@@ -50,7 +51,7 @@ def filters(prefix: str, *, with_reason: bool = True) -> InsightFilter:
 
 
 def download(label: str, frame: Any, file_name: str, key: str) -> None:
-    """The numbers behind a chart, as formula-safe CSV (faceid.csvsafe.frame_csv)."""
+    """The numbers behind a chart, as formula-safe CSV (faceid.core.csvsafe.frame_csv)."""
     st.download_button(label, data=frame_csv(frame), file_name=file_name, mime="text/csv",
                        key=key, on_click="ignore", icon=":material/download:")
 

@@ -14,13 +14,13 @@ from typing import Any
 import streamlit as st
 
 import pages
-from faceid.actors import Actor
-from faceid.case_view import CaseView
-from faceid.decisions import NOTE_MAX, OUTCOMES, REASONS
-from faceid.errors import FaceIDError
-from faceid.linking import COMPARE_MAX, LINKED_MAX, LinkedCases
-from faceid.permissions import Permission
-from faceid.review import ReviewService
+from faceid.access.actors import Actor
+from faceid.access.permissions import Permission
+from faceid.core.errors import FaceIDError
+from faceid.review.case_view import CaseView
+from faceid.review.decisions import NOTE_MAX, OUTCOMES, REASONS
+from faceid.review.linking import COMPARE_MAX, LINKED_MAX, LinkedCases
+from faceid.review.service import ReviewService
 from pages import _widgets as w
 
 FLASH = pages.CASE_FLASH

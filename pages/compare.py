@@ -22,10 +22,13 @@ from __future__ import annotations
 import streamlit as st
 
 import pages
-from faceid.actors import Actor
-from faceid.csvsafe import frame_csv
-from faceid.errors import FaceIDError
-from faceid.insights import COMPARE_MAX, COMPARE_MIN, CaseOptions, CompareView, InsightsService
+from faceid.access.actors import Actor
+from faceid.core.csvsafe import frame_csv
+from faceid.core.errors import FaceIDError
+from faceid.reports.compare import CaseOptions, CompareView
+from faceid.reports.insights import InsightsService
+from faceid.reports.queries import COMPARE_MIN
+from faceid.review.linking import COMPARE_MAX
 from pages import _widgets as w
 
 IDS_KEY = "compare_ids"

@@ -7,19 +7,13 @@ from __future__ import annotations
 import streamlit as st
 
 import pages
-from faceid import vocab
-from faceid.actors import Actor
-from faceid.decisions import STATES
-from faceid.permissions import Permission
-from faceid.review import (
-    BAND_OPTIONS,
-    LIVENESS_OPTIONS,
-    SORTS,
-    UNASSIGNED,
-    QueueFilter,
-    ReviewService,
-)
-from faceid.summary import RISK_FLAGS
+from faceid.access.actors import Actor
+from faceid.access.permissions import Permission
+from faceid.api import vocab
+from faceid.review.decisions import STATES
+from faceid.review.queue import BAND_OPTIONS, LIVENESS_OPTIONS, SORTS, UNASSIGNED, QueueFilter
+from faceid.review.service import ReviewService
+from faceid.store.summary import RISK_FLAGS
 from pages import _widgets as w
 
 TABLE_KEY = "queue_table"

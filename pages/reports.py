@@ -2,8 +2,8 @@
 the governed CSV export.
 
 Every chart has a download of the numbers behind it (formula-safe CSV). The export button runs
-``faceid.export`` only when clicked (a deferred download), so each click is one audited export
-and merely opening the page records nothing.
+``faceid.reports.export`` only when clicked (a deferred download), so each click is one audited
+export and merely opening the page records nothing.
 """
 
 from __future__ import annotations
@@ -12,11 +12,12 @@ from functools import partial
 
 import streamlit as st
 
-from faceid.actors import Actor
-from faceid.export import DECISION_STATES, EXPORT_COLUMNS, LIVENESS_VALUES, ExportFilter
-from faceid.insights import InsightsService
-from faceid.permissions import Permission
-from faceid.timeutil import utcnow
+from faceid.access.actors import Actor
+from faceid.access.permissions import Permission
+from faceid.core.timeutil import utcnow
+from faceid.reports.export import DECISION_STATES, LIVENESS_VALUES, ExportFilter
+from faceid.reports.insights import InsightsService
+from faceid.store.export_lines import EXPORT_COLUMNS
 from pages import _widgets as w
 from pages.audit import ANY, download, filters
 

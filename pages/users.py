@@ -13,10 +13,10 @@ from typing import Any
 
 import streamlit as st
 
-from faceid.actors import Actor
-from faceid.errors import InvalidRole, UserError
-from faceid.permissions import Role
-from faceid.users import MIN_PASSWORD_LENGTH, UserService
+from faceid.access.actors import Actor
+from faceid.access.permissions import Role
+from faceid.accounts.users import MIN_PASSWORD_LENGTH, UserService
+from faceid.core.errors import InvalidRole, UserError
 from pages import _widgets as w
 
 FLASH = "users_flash"

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, text
 
-from faceid import schema
-from faceid.db import make_engine, memory_engine
+from faceid.store import schema
+from faceid.store.db import make_engine, memory_engine
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"

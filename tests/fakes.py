@@ -9,9 +9,9 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from faceid import store
-from faceid.fetchqueue import FetchQueue
-from faceid.simulator import generate_result
+from faceid.api.simulator import generate_result
+from faceid.store import write as store
+from faceid.store.fetchqueue import FetchQueue
 
 #: ``person_doc(biz_no=...)`` default: keep the biz_no the simulator generated.
 GENERATED: Any = object()

@@ -20,12 +20,13 @@ if str(ROOT) not in sys.path:
 import streamlit as st  # noqa: E402
 from sqlmodel import Session  # noqa: E402
 
-from faceid import schema, store  # noqa: E402
-from faceid.actors import Actor  # noqa: E402
-from faceid.db import memory_engine  # noqa: E402
-from faceid.insights import InsightsService  # noqa: E402
-from faceid.simulator import generate_batch, generate_result  # noqa: E402
-from faceid.tables import Decision, Verification  # noqa: E402
+from faceid.access.actors import Actor  # noqa: E402
+from faceid.api.simulator import generate_batch, generate_result  # noqa: E402
+from faceid.reports.insights import InsightsService  # noqa: E402
+from faceid.store import schema  # noqa: E402
+from faceid.store import write as store  # noqa: E402
+from faceid.store.db import memory_engine  # noqa: E402
+from faceid.store.tables import Decision, Verification  # noqa: E402
 from pages import _widgets as w  # noqa: E402
 from pages import audit, compare, reports  # noqa: E402
 

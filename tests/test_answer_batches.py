@@ -12,11 +12,19 @@ from sqlalchemy import func, select, text
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
-from faceid import db, store
-from faceid.answer_batches import AnswerBatcher
-from faceid.fetchqueue import DONE, FAILED, QUEUED, RUNNING, FetchQueue, Outcome
-from faceid.tables import AuditEvent, FetchAttempt, FetchJob, FetchSlot, Inbox, Verification
-from faceid.worker import Worker
+from faceid.store import db
+from faceid.store import write as store
+from faceid.store.answer_batches import AnswerBatcher
+from faceid.store.fetchqueue import DONE, FAILED, QUEUED, RUNNING, FetchQueue, Outcome
+from faceid.store.tables import (
+    AuditEvent,
+    FetchAttempt,
+    FetchJob,
+    FetchSlot,
+    Inbox,
+    Verification,
+)
+from faceid.store.worker import Worker
 from tests import test_fetching
 from tests.test_fetching import fresh, make_service
 
@@ -171,7 +179,7 @@ def test_finish_many_records_each_outcome_in_one_transaction(mt_engine) -> None:
 
 
 def db_utc():
-    from faceid.timeutil import utcnow
+    from faceid.core.timeutil import utcnow
     return utcnow()
 
 

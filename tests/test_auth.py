@@ -1,5 +1,6 @@
-"""Sign-in: the session gate (``faceid.auth``, with a dict as session state) and the dashboard's
-live mode through AppTest (password form, OIDC mapping, expiry, revocation, sign-out, menus)."""
+"""Sign-in: the session gate (``faceid.accounts.auth``, with a dict as session state) and the
+dashboard's live mode through AppTest (password form, OIDC mapping, expiry, revocation, sign-out,
+menus)."""
 
 from __future__ import annotations
 
@@ -15,19 +16,21 @@ from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 from streamlit.testing.v1 import AppTest
 
-from faceid import auth, schema
-from faceid.actors import Actor
-from faceid.auth import (
+from faceid.access.actors import Actor
+from faceid.access.permissions import Permission
+from faceid.accounts import auth
+from faceid.accounts.auth import (
     REAUTH_KEY,
     SESSION_KEY,
     LoginThrottle,
     SessionGate,
     SignedIn,
 )
-from faceid.db import make_engine
-from faceid.permissions import Permission
-from faceid.tables import AuditEvent
-from faceid.users import SessionPolicy, UserService
+from faceid.accounts.sessions import SessionPolicy
+from faceid.accounts.users import UserService
+from faceid.store import schema
+from faceid.store.db import make_engine
+from faceid.store.tables import AuditEvent
 
 ROOT = Path(__file__).resolve().parent.parent
 ADMIN = Actor("root.admin", "Root Admin", "admin")

@@ -14,13 +14,14 @@ import pytest
 from sqlalchemy import Engine, update
 from sqlmodel import Session, col, select
 
-from faceid import cli, store
-from faceid.db import make_engine
-from faceid.errors import FaceIDError
-from faceid.simulator import generate_result
-from faceid.tables import AuditEvent, User, Verification
-from faceid.timeutil import utcnow
-from faceid.users import UserService
+from faceid.accounts.users import UserService
+from faceid.api.simulator import generate_result
+from faceid.cli import main as cli
+from faceid.core.errors import FaceIDError
+from faceid.core.timeutil import utcnow
+from faceid.store import write as store
+from faceid.store.db import make_engine
+from faceid.store.tables import AuditEvent, User, Verification
 
 PASSWORD = "a long enough passphrase"
 MODULES = {"user": "user", "audit": "audit_cmd", "purge": "purge"}
@@ -31,7 +32,7 @@ def run_cli(verb: str, *argv: str) -> int:
     module's own parser, with the same error handling as ``main``."""
     if verb in cli.VERBS:
         return cli.main([verb, *argv])
-    module = importlib.import_module(f"faceid.commands.{MODULES[verb]}")
+    module = importlib.import_module(f"faceid.cli.commands.{MODULES[verb]}")
     parser = argparse.ArgumentParser(prog=f"python -m faceid {verb}")
     module.add_arguments(parser)
     try:

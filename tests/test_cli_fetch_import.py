@@ -16,10 +16,7 @@ import pytest
 from sqlalchemy import Engine, func
 from sqlmodel import Session, select
 
-from faceid import cli, store
-from faceid.db import make_engine
-from faceid.fetching import pending_count
-from faceid.simulator import (
+from faceid.api.simulator import (
     PROCEDURE_TYPES,
     STATUSES,
     SimulatorState,
@@ -27,8 +24,12 @@ from faceid.simulator import (
     shape_response,
     start_in_thread,
 )
-from faceid.simulator.generate import HOSTILE_NAME
-from faceid.tables import FetchAttempt, Inbox, RawResponse, StoredImage, Verification
+from faceid.api.simulator.generate import HOSTILE_NAME
+from faceid.cli import main as cli
+from faceid.store import write as store
+from faceid.store.db import make_engine
+from faceid.store.fetching import pending_count
+from faceid.store.tables import FetchAttempt, Inbox, RawResponse, StoredImage, Verification
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "key-cli-tests"

@@ -10,10 +10,10 @@ import traceback
 import httpx
 import pytest
 
-from faceid import errors
-from faceid.client import FaceIDClient, outcome_code
-from faceid.errors import ERROR_CODES, ConfigError, InvalidRequest
-from faceid.simulator import SimulatorState, http_status_for, start_in_thread
+from faceid.api.client import FaceIDClient, outcome_code
+from faceid.api.simulator import SimulatorState, http_status_for, start_in_thread
+from faceid.core import errors
+from faceid.core.errors import ERROR_CODES, ConfigError, InvalidRequest
 
 SECRET = "s3cr3t-VALUE-never-shown"  # noqa: S105
 KEY = "key-123"

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from faceid.config import DEFAULT_BASE_URL, load_settings
-from faceid.errors import ConfigError
+from faceid.core.config import DEFAULT_BASE_URL, load_settings
+from faceid.core.errors import ConfigError
 
 
 def test_no_credentials_means_demo_mode() -> None:

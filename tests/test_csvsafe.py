@@ -1,4 +1,4 @@
-"""The spreadsheet cell rules (faceid.csvsafe), as properties over hostile-looking text."""
+"""The spreadsheet cell rules (faceid.core.csvsafe), as properties over hostile-looking text."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import io
 from hypothesis import given
 from hypothesis import strategies as st
 
-from faceid.csvsafe import (
+from faceid.core.csvsafe import (
     BOM,
     FORMULA_START,
     INVISIBLE,

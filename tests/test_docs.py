@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from faceid.cli import VERBS
-from faceid.export import EXPORT_COLUMNS
+from faceid.cli.main import VERBS
+from faceid.store.export_lines import EXPORT_COLUMNS
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
 
@@ -29,7 +29,7 @@ def test_export_column_meanings_match_the_code() -> None:
 def test_every_db_action_is_in_the_readme() -> None:
     import argparse
 
-    from faceid.commands import db
+    from faceid.cli.commands import db
 
     parser = argparse.ArgumentParser()
     db.add_arguments(parser)
@@ -39,7 +39,7 @@ def test_every_db_action_is_in_the_readme() -> None:
 
 
 def test_every_setting_is_in_the_readme() -> None:
-    from faceid.config import _ENV
+    from faceid.core.config import _ENV
 
     for var in _ENV.values():
         assert f"| `{var}` |" in README, var

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from faceid import errors
-from faceid.errors import ERROR_CODES, APIError, api_error
+from faceid.core import errors
+from faceid.core.errors import ERROR_CODES, APIError, api_error
 
 # The API page, kept in the repository (a copy of ../shared/spec/): a clone alone must be
 # enough to run the suite.

@@ -15,22 +15,23 @@ import pytest
 from sqlalchemy import Engine, update
 from sqlmodel import Session, col, select
 
-from faceid import cli, schema, store
-from faceid.actors import Actor
-from faceid.commands import export as export_cmd
-from faceid.csvsafe import MAYBE_FORMULA, frame_csv, neutralise
-from faceid.db import make_engine
-from faceid.export import (
-    COLUMN_NAMES,
-    EXPORT_COLUMNS,
+from faceid.access.actors import Actor
+from faceid.api.simulator import generate_result
+from faceid.cli import main as cli
+from faceid.cli.commands import export as export_cmd
+from faceid.core.csvsafe import MAYBE_FORMULA, frame_csv, neutralise
+from faceid.reports.export import (
     ExportError,
     ExportFilter,
     ExportRefused,
     count_rows,
     export_csv,
 )
-from faceid.simulator import generate_result
-from faceid.tables import AuditEvent, Decision, User, Verification
+from faceid.store import schema
+from faceid.store import write as store
+from faceid.store.db import make_engine
+from faceid.store.export_lines import COLUMN_NAMES, EXPORT_COLUMNS
+from faceid.store.tables import AuditEvent, Decision, User, Verification
 
 AUDITOR = Actor("ann.auditor", "Ann", "auditor")
 REVIEWER = Actor("rita.reviewer", "Rita", "reviewer")

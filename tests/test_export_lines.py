@@ -17,13 +17,15 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, text
 from sqlmodel import Session, select
 
-from faceid import export, retention, store, triggers
-from faceid.actors import Actor
-from faceid.config import Settings
-from faceid.export import ExportFilter, ExportReport, export_csv
-from faceid.review import ReviewService
-from faceid.simulator import generate_result
-from faceid.tables import ExportLine, Verification
+from faceid.access.actors import Actor
+from faceid.api.simulator import generate_result
+from faceid.core.config import Settings
+from faceid.reports import retention
+from faceid.reports.export import ExportFilter, ExportReport, export_csv
+from faceid.review.service import ReviewService
+from faceid.store import export_lines, triggers
+from faceid.store import write as store
+from faceid.store.tables import ExportLine, Verification
 from tests.test_export import AUDITOR, EXPECTED_CSV, SMALL_SET, seed_small
 
 REVIEWER = Actor("rita.reviewer", "Rita", "reviewer")
@@ -82,8 +84,8 @@ def test_literal_file_from_lines_rendered_now_and_from_cached_lines(engine: Engi
     assert data.decode("utf-8") == EXPECTED_CSV
     assert (report.rows, report.rendered) == (3, 3)
 
-    assert export.fill_lines(engine) == 3
-    assert export.fill_lines(engine) == 0  # nothing left to do
+    assert export_lines.fill_lines(engine) == 3
+    assert export_lines.fill_lines(engine) == 0  # nothing left to do
     data, report = _export(engine)
     assert data.decode("utf-8") == EXPECTED_CSV
     assert (report.rows, report.rendered) == (3, 0)
@@ -109,11 +111,11 @@ def test_a_line_from_other_code_is_ignored(engine: Engine, hash_key: bytes,
                           "WHERE verification_id = :v"), {"v": vid})
     data, report = _export(engine)
     assert "old format" not in data.decode("utf-8") and report.rendered == 1
-    assert export.fill_lines(engine) == 1
+    assert export_lines.fill_lines(engine) == 1
     # New code (another fingerprint) ignores every line until they are rendered again.
-    monkeypatch.setattr(export, "renderer", lambda: "next-release")
+    monkeypatch.setattr(export_lines, "renderer", lambda: "next-release")
     assert _export(engine)[1].rendered == 1
-    assert export.fill_lines(engine) == 1
+    assert export_lines.fill_lines(engine) == 1
     assert _export(engine)[1].rendered == 0
 
 
@@ -175,7 +177,7 @@ def test_a_change_to_what_a_line_shows_drops_it(engine: Engine, hash_key: bytes,
 
 def test_the_triggers_watch_every_column_the_export_reads() -> None:
     for dialect in ("sqlite", "postgresql"):
-        stmt, _ = export._row_query(dialect)
+        stmt, _ = export_lines._row_query(dialect)
         sql = str(stmt.compile(compile_kwargs={"literal_binds": True}))
         read = set(re.findall(r"\bverifications\.(\w+)", sql)) - {"id"}
         assert read == set(triggers.EXPORT_LINE_COLUMNS), dialect
@@ -231,8 +233,9 @@ def test_unmasked_export_never_uses_the_cache(engine: Engine, hash_key: bytes) -
 def test_db_upgrade_and_refresh_export_render_missing_lines(
         tmp_path: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
         hash_key: bytes) -> None:
-    from faceid import cli, schema
-    from faceid.db import make_engine
+    from faceid.cli import main as cli
+    from faceid.store import schema
+    from faceid.store.db import make_engine
 
     url = f"sqlite:///{tmp_path / 'desk.db'}"
     monkeypatch.setenv("DATABASE_URL", url)
@@ -256,19 +259,19 @@ def test_renderer_fingerprint_without_source_files(monkeypatch: pytest.MonkeyPat
     """A deployment of .pyc files only still gets a stable fingerprint (from the bytecode)."""
     import inspect
 
-    from_source = export.renderer()
+    from_source = export_lines.renderer()
 
     def no_source(module: Any) -> str:
         raise OSError("could not get source code")
 
     monkeypatch.setattr(inspect, "getsource", no_source)
-    export.renderer.cache_clear()
+    export_lines.renderer.cache_clear()
     try:
-        first = export.renderer()
-        export.renderer.cache_clear()
-        assert export.renderer() == first != from_source
+        first = export_lines.renderer()
+        export_lines.renderer.cache_clear()
+        assert export_lines.renderer() == first != from_source
     finally:
-        export.renderer.cache_clear()
+        export_lines.renderer.cache_clear()
 
 
 # --------------------------------------------------------------------------- concurrency
@@ -292,7 +295,7 @@ def test_a_line_rendered_beside_a_decision_is_never_stale(mt_engine: Engine,
     def refresh() -> None:
         try:
             with mt_engine.begin() as conn:
-                export.refresh_lines(conn, [vid])
+                export_lines.refresh_lines(conn, [vid])
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
         finally:
@@ -308,7 +311,7 @@ def test_a_line_rendered_beside_a_decision_is_never_stale(mt_engine: Engine,
         worker = threading.Thread(target=refresh)
         worker.start()
         assert not done.wait(0.5), "the refresh did not wait for the decision"
-        export.refresh_lines(decider, [vid])
+        export_lines.refresh_lines(decider, [vid])
     worker.join(30)
     assert not errors, errors
     line = _lines(mt_engine)[vid]
@@ -325,12 +328,12 @@ def test_a_line_that_cannot_be_rendered_never_costs_the_write(
         caplog: pytest.LogCaptureFixture) -> None:
     """Storing and deciding come first: a rendering bug leaves the case without a line (the
     export renders it), logged without the row's values."""
-    real = export.render_lines
+    real = export_lines.render_lines
 
     def broken(conn: Any, ids: Any) -> dict[int, str]:
         raise RuntimeError("张三 110101199003071234")  # an error text with personal data
 
-    monkeypatch.setattr(export, "render_lines", broken)
+    monkeypatch.setattr(export_lines, "render_lines", broken)
     vid = _ingest(engine, SMALL_SET[0], hash_key)  # stored all the same
     svc = ReviewService(engine, None, Settings())
     biz_id = SMALL_SET[0]["biz_info"]["biz_id"]
@@ -340,7 +343,7 @@ def test_a_line_that_cannot_be_rendered_never_costs_the_write(
     logged = caplog.text
     assert "export line not rendered for 1 case(s) (RuntimeError)" in logged
     assert "张三" not in logged and "110101199003071234" not in logged
-    monkeypatch.setattr(export, "render_lines", real)
+    monkeypatch.setattr(export_lines, "render_lines", real)
     data, report = _export(engine)
     assert report.rendered == 1 and ",approved,approve,,rita.reviewer," in data.decode()
     assert vid not in _lines(engine)  # the export reads; it does not write

@@ -24,14 +24,15 @@ import pytest
 from sqlalchemy import Engine, func
 from sqlmodel import Session, select
 
-from faceid import schema, store
-from faceid.client import FaceIDClient
-from faceid.config import Settings
-from faceid.fetching import ALREADY, FetchService
-from faceid.fetchqueue import RUNNING, FetchQueue
-from faceid.notify import signature
-from faceid.simulator import SimulatorState, generate_result, start_in_thread
-from faceid.tables import FetchAttempt, Verification
+from faceid.api.client import FaceIDClient
+from faceid.api.simulator import SimulatorState, generate_result, start_in_thread
+from faceid.core.config import Settings
+from faceid.store import schema
+from faceid.store import write as store
+from faceid.store.fetching import ALREADY, FetchService
+from faceid.store.fetchqueue import RUNNING, FetchQueue
+from faceid.store.notify import signature
+from faceid.store.tables import FetchAttempt, Verification
 from tests.conftest import ROOT, empty_engine
 
 KEY = "key-processes"

@@ -17,14 +17,10 @@ import pytest
 from sqlalchemy import Engine, func
 from sqlmodel import Session, select
 
-from faceid import fetching, store
-from faceid.actors import Actor
-from faceid.client import FaceIDClient
-from faceid.config import Settings
-from faceid.errors import QuotaExhausted
-from faceid.fetching import FetchService, attempt_spent, biz_id_started
-from faceid.model import restore_images
-from faceid.simulator import (
+from faceid.access.actors import Actor
+from faceid.api.client import FaceIDClient
+from faceid.api.rawdoc import restore_images
+from faceid.api.simulator import (
     PROCEDURE_TYPES,
     STATUSES,
     FakeClock,
@@ -33,8 +29,13 @@ from faceid.simulator import (
     shape_response,
     start_in_thread,
 )
-from faceid.tables import AuditEvent, FetchAttempt, Inbox, StoredImage, Verification
-from faceid.timeutil import fmt, from_unix
+from faceid.core.config import Settings
+from faceid.core.errors import QuotaExhausted
+from faceid.core.timeutil import fmt, from_unix
+from faceid.store import fetching
+from faceid.store import write as store
+from faceid.store.fetching import FetchService, attempt_spent, biz_id_started
+from faceid.store.tables import AuditEvent, FetchAttempt, Inbox, StoredImage, Verification
 
 KEY = "key-fetch-tests"
 SECRET = "S3CRET-fetch-never-shown"  # noqa: S105

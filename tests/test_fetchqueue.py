@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from faceid.fetchqueue import (
+from faceid.store.fetchqueue import (
     DONE,
     FAILED,
     QUEUED,
@@ -216,8 +216,8 @@ def test_cap_must_be_positive(engine, cap: int) -> None:
 
 
 def test_lookup_says_when_another_process_is_fetching(engine) -> None:
-    from faceid.config import Settings
-    from faceid.fetching import FetchService
+    from faceid.core.config import Settings
+    from faceid.store.fetching import FetchService
 
     service = FetchService(engine, lambda: None, Settings(pii_key="k"))  # type: ignore[arg-type]
     other = FetchQueue(engine, owner="host-c:77:abc")
@@ -234,7 +234,7 @@ def test_only_a_gone_process_of_this_machine_counts_as_gone() -> None:
     import subprocess
     import sys
 
-    from faceid.fetchqueue import holder_is_gone, this_machine
+    from faceid.store.fetchqueue import holder_is_gone, this_machine
 
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
@@ -250,7 +250,7 @@ def test_leases_of_a_gone_holder_are_taken_over_at_once(engine) -> None:
     import subprocess
     import sys
 
-    from faceid.fetchqueue import this_machine
+    from faceid.store.fetchqueue import this_machine
 
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()

@@ -19,12 +19,13 @@ import pytest
 from sqlalchemy import Engine, func
 from sqlmodel import Session, select
 
-from faceid import audit, export, store
-from faceid.db import make_engine
-from faceid.importing import decode, import_paths
-from faceid.notify import signature
-from faceid.simulator import generate_result
-from faceid.tables import (
+from faceid.api.simulator import generate_result
+from faceid.store import audit, export_lines
+from faceid.store import write as store
+from faceid.store.db import make_engine
+from faceid.store.importing import decode, import_paths
+from faceid.store.notify import signature
+from faceid.store.tables import (
     AuditEvent,
     ExportLine,
     FetchAttempt,
@@ -160,7 +161,7 @@ def test_same_biz_id_twice_in_one_run_is_stored_once(engine, tmp_path) -> None:
     b"\xff\xfe garbage",
 ])
 def test_malformed_wrappers_are_refused_with_a_reason(raw: bytes) -> None:
-    from faceid.errors import DocumentError
+    from faceid.core.errors import DocumentError
 
     with pytest.raises(DocumentError):
         decode(raw)
@@ -168,8 +169,8 @@ def test_malformed_wrappers_are_refused_with_a_reason(raw: bytes) -> None:
 
 def test_large_folder_is_streamed_not_loaded(tmp_path) -> None:
     """Peak Python memory does not grow with the folder: files are read one at a time."""
-    from faceid import schema
-    from faceid.db import make_engine
+    from faceid.store import schema
+    from faceid.store.db import make_engine
 
     engine = make_engine(f"sqlite:///{tmp_path}/desk.db")
     schema.create_all(engine)
@@ -335,8 +336,8 @@ def test_an_import_never_resumes_the_batch_another_live_import_has_in_flight(eng
 def test_which_inbox_rows_an_import_treats_as_left_behind(monkeypatch) -> None:
     from datetime import timedelta
 
-    from faceid import fetchqueue, importing
-    from faceid.timeutil import utcnow
+    from faceid.core.timeutil import utcnow
+    from faceid.store import fetchqueue, importing
 
     now = utcnow()
     here = fetchqueue.this_machine()
@@ -358,8 +359,8 @@ def test_every_imported_case_has_its_export_line(engine, folder) -> None:
     with engine.connect() as conn:
         ids = list(conn.execute(select(Verification.id)).scalars())
         lines = dict(conn.execute(select(ExportLine.verification_id, ExportLine.line)
-                                  .where(ExportLine.renderer == export.renderer())).all())
-        assert len(ids) == 6 and lines == export.render_lines(conn, ids)
+                                  .where(ExportLine.renderer == export_lines.renderer())).all())
+        assert len(ids) == 6 and lines == export_lines.render_lines(conn, ids)
 
 
 def test_the_import_reads_its_paths_lazily(engine, tmp_path, monkeypatch) -> None:

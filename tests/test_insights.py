@@ -11,18 +11,13 @@ import pytest
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
-from faceid import export, store
-from faceid.actors import Actor
-from faceid.insights import (
-    AGE_BUCKETS,
-    FAILURE_REASONS,
-    NO_PROCEDURE,
-    InsightFilter,
-    InsightsError,
-    InsightsService,
-)
-from faceid.simulator import generate_batch
-from faceid.tables import Decision, Verification
+from faceid.access.actors import Actor
+from faceid.api.simulator import generate_batch
+from faceid.reports import export
+from faceid.reports.insights import InsightsError, InsightsService
+from faceid.reports.queries import AGE_BUCKETS, FAILURE_REASONS, NO_PROCEDURE, InsightFilter
+from faceid.store import write as store
+from faceid.store.tables import Decision, Verification
 from tests.fakes import person_doc
 
 
@@ -362,7 +357,7 @@ def test_case_options_newest_first_and_paged(engine: Engine, hash_key: bytes) ->
 ])
 def test_case_options_search_anywhere_any_case(engine: Engine, hash_key: bytes, search: str,
                                                expected: list[str]) -> None:
-    """The picker finds what the queue's search finds (faceid.search)."""
+    """The picker finds what the queue's search finds (faceid.review.search)."""
     _options_seed(engine, hash_key)
     opts = InsightsService(engine).case_options(search)
     assert (opts.biz_ids, opts.total) == (expected, len(expected))

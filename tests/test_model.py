@@ -12,19 +12,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from faceid import vocab
-from faceid.errors import DocumentError
-from faceid.images import decode_data_uri
-from faceid.model import (
-    Comparison,
-    GetResult,
-    elide_images,
-    loads_document,
-    parse_bytes,
-    parse_document,
-    restore_images,
-)
-from faceid.simulator import generate_batch, generate_result
+from faceid.api import vocab
+from faceid.api.images import decode_data_uri
+from faceid.api.model import Comparison, GetResult
+from faceid.api.parse import loads_document, parse_bytes, parse_document
+from faceid.api.rawdoc import elide_images, restore_images
+from faceid.api.simulator import generate_batch, generate_result
+from faceid.core.errors import DocumentError
 
 PAGE_BIZ_ID = "1462259748,52b13fb5-8dfb-4537-a62b-a641d5e929f1"
 

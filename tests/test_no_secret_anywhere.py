@@ -38,18 +38,19 @@ from sqlalchemy import Engine, MetaData, select
 from sqlmodel import Session
 from streamlit.testing.v1 import AppTest
 
-from faceid import csvsafe, schema
-from faceid.actors import Actor
+from faceid.access.actors import Actor
+from faceid.accounts.users import UserService
+from faceid.api.client import FaceIDClient
+from faceid.api.simulator import SimulatorState, generate_result, start_in_thread
 from faceid.app import Desk, build_desk
-from faceid.client import FaceIDClient
-from faceid.config import Settings
-from faceid.db import memory_engine
-from faceid.fetching import FetchService
-from faceid.review import ReviewService
-from faceid.simulator import SimulatorState, generate_result, start_in_thread
-from faceid.tables import Inbox
-from faceid.timeutil import utcnow
-from faceid.users import UserService
+from faceid.core import csvsafe
+from faceid.core.config import Settings
+from faceid.core.timeutil import utcnow
+from faceid.review.service import ReviewService
+from faceid.store import schema
+from faceid.store.db import memory_engine
+from faceid.store.fetching import FetchService
+from faceid.store.tables import Inbox
 
 ROOT = Path(__file__).resolve().parent.parent
 CANARY = "SECRET-canary-9f3b"

@@ -16,14 +16,14 @@ import pytest
 from sqlalchemy import Engine, func
 from sqlmodel import Session, select
 
-from faceid import store
-from faceid.client import FaceIDClient
-from faceid.config import Settings
-from faceid.fetching import FetchService
-from faceid.notify import NotifyReceiver, sign_ok, signature, start_in_thread
-from faceid.simulator import FakeClock, SimulatorState, generate_result
-from faceid.simulator import start_in_thread as start_sim
-from faceid.tables import AuditEvent, Inbox, StoredImage, Verification
+from faceid.api.client import FaceIDClient
+from faceid.api.simulator import FakeClock, SimulatorState, generate_result
+from faceid.api.simulator import start_in_thread as start_sim
+from faceid.core.config import Settings
+from faceid.store import write as store
+from faceid.store.fetching import FetchService
+from faceid.store.notify import NotifyReceiver, sign_ok, signature, start_in_thread
+from faceid.store.tables import AuditEvent, Inbox, StoredImage, Verification
 
 KEY = "key-notify-tests"
 SECRET = "N0TIFY-secret-never-shown"  # noqa: S105

@@ -15,13 +15,14 @@ from typing import Any
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from faceid import schema, store
-from faceid.actors import demo_actor
-from faceid.config import Settings
-from faceid.db import make_engine, memory_engine
-from faceid.errors import ResultNotFound
-from faceid.review import ReviewService
-from faceid.simulator import generate_batch, generate_result
+from faceid.access.actors import demo_actor
+from faceid.api.simulator import generate_batch, generate_result
+from faceid.core.config import Settings
+from faceid.core.errors import ResultNotFound
+from faceid.review.service import ReviewService
+from faceid.store import schema
+from faceid.store import write as store
+from faceid.store.db import make_engine, memory_engine
 from tests.fakes import FakeFetcher, person_doc
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -125,7 +126,7 @@ def test_queue_page_smoke(service: ReviewService) -> None:
 def test_queue_page_shows_the_fetch_queue_and_stale_leases(service: ReviewService) -> None:
     import time
 
-    from faceid.fetchqueue import FetchQueue
+    from faceid.store.fetchqueue import FetchQueue
 
     dead = FetchQueue(service.engine, owner="host-b:4242:dead", lease_s=0.05)
     dead.enqueue(["1760000000,held-by-a-dead-worker", "1760000000,waiting"], "cron")
@@ -394,7 +395,7 @@ def shown(at: AppTest) -> str:
 
 
 def compare_app(engine, actor) -> None:
-    from faceid.insights import InsightsService
+    from faceid.reports.insights import InsightsService
     from pages import compare
 
     compare.render(InsightsService(engine).for_actor(actor), actor)

@@ -104,7 +104,7 @@ def test_audit_date_presets_answer_why_yesterday_failed(monkeypatch: pytest.Monk
     day after the hand-made hostile case), and a picker for any other range."""
     from datetime import UTC, datetime
 
-    from faceid import timeutil
+    from faceid.core import timeutil
 
     monkeypatch.setattr(timeutil, "utcnow", lambda: datetime(2025, 10, 2, 8, tzinfo=UTC))
 
@@ -231,9 +231,10 @@ def picker_engine() -> Iterator[Any]:
     stranger, and 55 unrelated cases stored after them (so the picker has two pages)."""
     import json
 
-    from faceid import schema, store
-    from faceid.db import memory_engine
-    from faceid.simulator import generate_batch
+    from faceid.api.simulator import generate_batch
+    from faceid.store import schema
+    from faceid.store import write as store
+    from faceid.store.db import memory_engine
 
     engine = memory_engine()
     schema.create_all(engine)
@@ -252,8 +253,8 @@ def picker_engine() -> Iterator[Any]:
 
 # Unannotated: AppTest.from_function runs this function's source without the module's imports.
 def compare_app(engine, role) -> None:
-    from faceid.actors import Actor
-    from faceid.insights import InsightsService
+    from faceid.access.actors import Actor
+    from faceid.reports.insights import InsightsService
     from pages import compare
 
     actor = Actor(f"apptest.{role}", "AppTest", role)
@@ -308,7 +309,7 @@ def test_compare_picker_lists_searches_and_keeps_the_picks(picker_engine: Any) -
 
 
 def test_compare_all_attempts_of_oneperson_doc(picker_engine: Any) -> None:
-    from faceid.insights import InsightsService
+    from faceid.reports.insights import InsightsService
 
     linked = InsightsService(picker_engine).linked_cases("1,me")
     at = _compare(picker_engine).run()

@@ -10,7 +10,7 @@ from typing import Any
 from sqlmodel import Session, col, select
 from streamlit.testing.v1 import AppTest
 
-from faceid.tables import AuditEvent
+from faceid.store.tables import AuditEvent
 
 APP = str(Path(__file__).with_name("users_app.py"))
 

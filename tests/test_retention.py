@@ -11,13 +11,15 @@ from sqlalchemy import Engine, text, update
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session, col, select
 
-from faceid import audit, retention, store
-from faceid.actors import Actor
-from faceid.errors import ConfigError
-from faceid.permissions import PermissionDenied
-from faceid.retention import PURGED, RetentionPolicy, purge, purge_document, purge_flags
-from faceid.simulator import generate_result
-from faceid.tables import AuditEvent, Decision, Inbox, RawResponse, StoredImage, Verification
+from faceid.access.actors import Actor
+from faceid.access.permissions import PermissionDenied
+from faceid.api.simulator import generate_result
+from faceid.core.errors import ConfigError
+from faceid.reports import retention
+from faceid.reports.retention import PURGED, RetentionPolicy, purge, purge_document, purge_flags
+from faceid.store import audit
+from faceid.store import write as store
+from faceid.store.tables import AuditEvent, Decision, Inbox, RawResponse, StoredImage, Verification
 
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 ADMIN = Actor("root.admin", "Root Admin", "admin")

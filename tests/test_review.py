@@ -13,25 +13,18 @@ import pytest
 from sqlalchemy import Engine, text
 from sqlmodel import Session, select
 
-from faceid import pii, store
-from faceid.actors import DEMO_ACTORS, Actor, demo_actor
-from faceid.config import Settings
-from faceid.decisions import REASONS, validate_decision
-from faceid.errors import APIError, InvalidDecision, ResultNotFound
-from faceid.review import (
-    CLAIM_TIMEOUT,
-    REVEAL_WINDOW,
-    UNASSIGNED,
-    ClaimConflict,
-    NotAllowed,
-    NotClaimed,
-    QueueFilter,
-    ReviewService,
-    StaleCase,
-)
-from faceid.simulator import generate_batch, generate_result
-from faceid.tables import Decision, Verification
-from faceid.timeutil import as_utc, utcnow
+from faceid.access import pii
+from faceid.access.actors import DEMO_ACTORS, Actor, demo_actor
+from faceid.api.simulator import generate_batch, generate_result
+from faceid.core.config import Settings
+from faceid.core.errors import APIError, InvalidDecision, ResultNotFound
+from faceid.core.timeutil import as_utc, utcnow
+from faceid.review.decisions import REASONS, validate_decision
+from faceid.review.queue import UNASSIGNED, QueueFilter
+from faceid.review.rules import CLAIM_TIMEOUT, REVEAL_WINDOW
+from faceid.review.service import ClaimConflict, NotAllowed, NotClaimed, ReviewService, StaleCase
+from faceid.store import write as store
+from faceid.store.tables import Decision, Verification
 from tests.fakes import FakeFetcher, FakeQuota, person_doc
 
 HASH_KEY = b"test-pii-key"
@@ -249,7 +242,7 @@ def test_claim_rules(svc: ReviewService, engine: Engine, clock: Clock) -> None:
 
 
 def svc_timeline(s: Session, biz_id: str):
-    from faceid import audit
+    from faceid.store import audit
 
     return audit.timeline(s, biz_id)
 
@@ -610,7 +603,7 @@ def test_concurrent_claims_and_decisions_have_one_winner(mt_engine: Engine) -> N
             rows = s.exec(select(Decision).where(Decision.biz_id == biz)).all()
             v = s.exec(select(Verification).where(Verification.biz_id == biz)).one()
         assert len(rows) == 1 and v.decision_state == ok[0].state and v.version == 3
-    from faceid import audit
+    from faceid.store import audit
 
     with Session(mt_engine) as s:
         assert audit.verify_chain(s).ok
@@ -620,8 +613,8 @@ def test_with_the_real_fetch_service_and_simulator(sqlite_engine: Engine) -> Non
     # The duck-typed seam against the real FetchService (and the demo simulator over HTTP).
     import time
 
+    from faceid.api.simulator import start_in_thread
     from faceid.app import Desk
-    from faceid.simulator import start_in_thread
 
     sim = start_in_thread()
     desk = Desk(Settings(), sqlite_engine, simulator=sim)
@@ -651,12 +644,13 @@ def test_audit_trail_covers_every_kind_of_action(sqlite_engine: Engine) -> None:
 
     from argon2 import PasswordHasher
 
-    from faceid import audit, export
+    from faceid.accounts.auth import SessionGate
+    from faceid.accounts.users import UserService, cli_actor
+    from faceid.api.simulator import start_in_thread
     from faceid.app import Desk
-    from faceid.auth import SessionGate
-    from faceid.simulator import start_in_thread
-    from faceid.tables import AuditEvent
-    from faceid.users import UserService, cli_actor
+    from faceid.reports import export
+    from faceid.store import audit
+    from faceid.store.tables import AuditEvent
 
     sim = start_in_thread()
     desk = Desk(Settings(), sqlite_engine, simulator=sim)
@@ -790,7 +784,7 @@ def test_case_view_without_links(people: ReviewService) -> None:
 
 
 def test_linked_list_is_capped_newest_first(engine: Engine) -> None:
-    from faceid.linking import find_linked
+    from faceid.review.linking import find_linked
 
     seed(engine, people_docs())
     with Session(engine) as s:

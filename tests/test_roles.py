@@ -1,9 +1,9 @@
-"""Every service operation, as every role, against ``faceid.permissions.GRANTS``.
+"""Every service operation, as every role, against ``faceid.access.permissions.GRANTS``.
 
 The menus hide pages; this checks the layer below them: ``ReviewService``, a page's bound
-``InsightsService``, ``faceid.export.export_csv``, ``UserService`` and the retention purge each
-allow exactly what the table grants and refuse the rest with ``PermissionDenied`` (or, for the
-export module, its ``ExportRefused``). A guard test fails when a public method is added to
+``InsightsService``, ``faceid.reports.export.export_csv``, ``UserService`` and the retention purge
+each allow exactly what the table grants and refuse the rest with ``PermissionDenied`` (or, for
+the export module, its ``ExportRefused``). A guard test fails when a public method is added to
 either service without being added here.
 """
 
@@ -20,18 +20,20 @@ from argon2 import PasswordHasher
 from sqlalchemy import Engine, update
 from sqlmodel import Session
 
-from faceid import export, schema, store
-from faceid.actors import Actor
-from faceid.config import Settings
-from faceid.db import memory_engine
-from faceid.export import ExportRefused
-from faceid.insights import InsightsService
-from faceid.permissions import Permission, PermissionDenied, Role, allowed
-from faceid.retention import RetentionPolicy, purge
-from faceid.review import ReviewService
-from faceid.simulator import generate_batch
-from faceid.tables import Verification
-from faceid.users import UserService
+from faceid.access.actors import Actor
+from faceid.access.permissions import Permission, PermissionDenied, Role, allowed
+from faceid.accounts.users import UserService
+from faceid.api.simulator import generate_batch
+from faceid.core.config import Settings
+from faceid.reports import export
+from faceid.reports.export import ExportRefused
+from faceid.reports.insights import InsightsService
+from faceid.reports.retention import RetentionPolicy, purge
+from faceid.review.service import ReviewService
+from faceid.store import schema
+from faceid.store import write as store
+from faceid.store.db import memory_engine
+from faceid.store.tables import Verification
 from tests.fakes import FakeFetcher
 
 KEY = b"roles-test-key"

@@ -9,8 +9,9 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session, SQLModel
 
-from faceid import audit, schema, store
-from faceid.db import make_engine
+from faceid.store import audit, schema
+from faceid.store import write as store
+from faceid.store.db import make_engine
 from tests.conftest import empty_engine
 
 

@@ -21,7 +21,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from faceid.simulator import (
+from faceid.api.simulator import (
     FakeClock,
     SimServer,
     SimulatorState,
@@ -677,7 +677,7 @@ def raw_request(server: SimServer, request: bytes) -> bytes:
 def test_logs_never_contain_secret(server: SimServer, client: httpx.Client,
                                    caplog: pytest.LogCaptureFixture,
                                    capfd: pytest.CaptureFixture[str]) -> None:
-    caplog.set_level(logging.DEBUG, logger="faceid.simulator")
+    caplog.set_level(logging.DEBUG, logger="faceid.api.simulator")
     biz_id = server.state.add(generate_result(10))
     get(client, server, biz_id)
     get(client, server, "unknown")
@@ -696,7 +696,7 @@ def test_logs_never_contain_secret(server: SimServer, client: httpx.Client,
     out, err = capfd.readouterr()
     # Only the simulator's records: httpx's own INFO line does contain the secret (client side).
     text = "\n".join(r.getMessage() for r in caplog.records
-                     if r.name.startswith("faceid.simulator"))
+                     if r.name.startswith("faceid.api.simulator"))
     assert SECRET not in text
     assert SECRET not in out + err
     assert f"GET {API} 200" in text

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from faceid.simulator.people import (
+from faceid.api.simulator.people import (
     REFERENCE_DATE,
     build_id_number,
     id_check_digit,

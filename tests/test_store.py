@@ -11,10 +11,10 @@ import pytest
 from sqlalchemy import func, text
 from sqlmodel import Session, select
 
-from faceid import store
-from faceid.model import restore_images
-from faceid.simulator import generate_result
-from faceid.tables import AuditEvent, Inbox, RawResponse, StoredImage, Verification
+from faceid.api.rawdoc import restore_images
+from faceid.api.simulator import generate_result
+from faceid.store import write as store
+from faceid.store.tables import AuditEvent, Inbox, RawResponse, StoredImage, Verification
 
 
 def count(engine, table) -> int:

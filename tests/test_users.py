@@ -9,10 +9,9 @@ from argon2 import PasswordHasher, Type
 from sqlalchemy import Engine, text
 from sqlmodel import Session, col, select
 
-from faceid import actors, audit
-from faceid.actors import Actor
-from faceid.errors import ConfigError, FaceIDError
-from faceid.permissions import (
+from faceid.access import actors
+from faceid.access.actors import Actor
+from faceid.access.permissions import (
     GRANTS,
     InvalidRole,
     Permission,
@@ -25,17 +24,19 @@ from faceid.permissions import (
     require,
     require_second_review,
 )
-from faceid.tables import AuditEvent, User
-from faceid.users import (
+from faceid.accounts.sessions import SessionPolicy
+from faceid.accounts.users import (
     LastAdmin,
     PasswordRejected,
-    SessionPolicy,
     UnknownUser,
     UserError,
     UserExists,
     UserService,
     cli_actor,
 )
+from faceid.core.errors import ConfigError, FaceIDError
+from faceid.store import audit
+from faceid.store.tables import AuditEvent, User
 
 PASSWORD = "correct horse battery staple"
 ADMIN = Actor("root.admin", "Root Admin", "admin")
@@ -345,7 +346,7 @@ def test_require_fails_closed() -> None:
 
 
 def test_pii_reveal_grants_agree_with_the_masking_module() -> None:
-    from faceid import pii
+    from faceid.access import pii
 
     for role in Role:
         assert allowed(role, Permission.REVEAL_PII) == pii.can_reveal(role.value)

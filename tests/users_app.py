@@ -17,10 +17,10 @@ if str(ROOT) not in sys.path:
 import streamlit as st  # noqa: E402
 from argon2 import PasswordHasher  # noqa: E402
 
-from faceid import schema  # noqa: E402
-from faceid.actors import Actor  # noqa: E402
-from faceid.db import memory_engine  # noqa: E402
-from faceid.users import UserService  # noqa: E402
+from faceid.access.actors import Actor  # noqa: E402
+from faceid.accounts.users import UserService  # noqa: E402
+from faceid.store import schema  # noqa: E402
+from faceid.store.db import memory_engine  # noqa: E402
 from pages import _widgets as w  # noqa: E402
 from pages import users  # noqa: E402
 

@@ -9,7 +9,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from faceid.simulator import SimulatorState, generate_result, start_in_thread
+from faceid.api.simulator import SimulatorState, generate_result, start_in_thread
 
 
 @contextlib.contextmanager

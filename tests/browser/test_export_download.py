@@ -19,9 +19,9 @@ import pytest
 from playwright.sync_api import expect
 from sqlmodel import Session, select
 
-from faceid.db import make_engine
-from faceid.export import COLUMN_NAMES
-from faceid.tables import AuditEvent
+from faceid.store.db import make_engine
+from faceid.store.export_lines import COLUMN_NAMES
+from faceid.store.tables import AuditEvent
 
 from .harness import run_streamlit, screenshot, wait_idle
 from .test_insights_pages import seed_demo

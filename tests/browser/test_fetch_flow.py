@@ -16,12 +16,12 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
-from faceid import schema
-from faceid.actors import Actor
-from faceid.db import make_engine
-from faceid.fetchqueue import FetchQueue
-from faceid.simulator import SimulatorState, generate_result, start_in_thread
-from faceid.users import UserService
+from faceid.access.actors import Actor
+from faceid.accounts.users import UserService
+from faceid.api.simulator import SimulatorState, generate_result, start_in_thread
+from faceid.store import schema
+from faceid.store.db import make_engine
+from faceid.store.fetchqueue import FetchQueue
 
 from .harness import run_streamlit, screenshot, wait_idle
 

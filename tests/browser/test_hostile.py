@@ -20,12 +20,13 @@ from urllib.parse import quote, urlencode
 import pytest
 from playwright.sync_api import expect
 
-from faceid import schema, store
-from faceid.actors import demo_actor
-from faceid.config import Settings
-from faceid.db import make_engine
-from faceid.review import ReviewService
-from faceid.simulator import generate_result
+from faceid.access.actors import demo_actor
+from faceid.api.simulator import generate_result
+from faceid.core.config import Settings
+from faceid.review.service import ReviewService
+from faceid.store import schema
+from faceid.store import write as store
+from faceid.store.db import make_engine
 
 from .harness import run_streamlit, screenshot, wait_idle
 

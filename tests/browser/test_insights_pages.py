@@ -13,10 +13,11 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
-from faceid import schema, store
-from faceid.commands.demo import demo_cases
-from faceid.config import Settings
-from faceid.db import make_engine
+from faceid.cli.commands.demo import demo_cases
+from faceid.core.config import Settings
+from faceid.store import schema
+from faceid.store import write as store
+from faceid.store.db import make_engine
 
 from .harness import run_streamlit, screenshot, wait_idle
 

@@ -23,12 +23,13 @@ import pytest
 from playwright.sync_api import expect
 from sqlmodel import Session, col, select
 
-from faceid import schema, store
-from faceid.actors import Actor
-from faceid.db import make_engine
-from faceid.simulator import generate_result
-from faceid.tables import AuditEvent
-from faceid.users import UserService
+from faceid.access.actors import Actor
+from faceid.accounts.users import UserService
+from faceid.api.simulator import generate_result
+from faceid.store import schema
+from faceid.store import write as store
+from faceid.store.db import make_engine
+from faceid.store.tables import AuditEvent
 
 from .harness import free_port, run_streamlit, screenshot, wait_idle
 from .live import live_env

@@ -9,9 +9,10 @@ import sqlite3
 import pytest
 from playwright.sync_api import expect
 
-from faceid import schema, store
-from faceid.db import make_engine
-from faceid.simulator import generate_batch
+from faceid.api.simulator import generate_batch
+from faceid.store import schema
+from faceid.store import write as store
+from faceid.store.db import make_engine
 
 from .harness import run_streamlit, screenshot, wait_idle
 

@@ -17,11 +17,12 @@ from urllib.parse import quote, urlencode
 import pytest
 from playwright.sync_api import expect
 
-from faceid import schema, store
-from faceid.actors import Actor
-from faceid.db import make_engine
-from faceid.simulator import generate_result
-from faceid.users import UserService
+from faceid.access.actors import Actor
+from faceid.accounts.users import UserService
+from faceid.api.simulator import generate_result
+from faceid.store import schema
+from faceid.store import write as store
+from faceid.store.db import make_engine
 
 from .harness import run_streamlit, screenshot, wait_idle
 from .live import live_env

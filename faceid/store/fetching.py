@@ -1,0 +1,1007 @@
+"""Fetch once, keep forever: the only code that spends FaceID's get_result quota.
+
+FaceID keeps a result for 1 day and lets it be read 3 times (an older page said once), so the
+desk is the system of record and every read is precious:
+
+- a biz_id already in the store is never read again unless a person asks for a refetch, and a
+  refetch is refused (``QuotaExhausted``) when the ledger shows no read left or the window shut;
+- every attempt is written to the ``fetch_attempts`` ledger and committed *before* the request
+  goes out (``LedgerLog.before``), so a crash mid-request still counts as a spent read;
+- the 200 body is committed to the inbox (``store.ingest_many``) before anything parses it,
+  then stored; a body left in the inbox by a crash in between is stored by the next run for
+  that biz_id (or ``finish_received_answers``) instead of reading FaceID again;
+- FaceID's refusals come back as a plain ``FetchOutcome`` (never an exception carrying a URL);
+- across processes and machines, a biz_id is read only by the holder of its job's lease in
+  the durable queue (``faceid.store.fetchqueue``), and every request holds one of the
+  deployment-wide slots, so the ``FACEID_MAX_CONCURRENCY`` cap holds for all of them together.
+  Every path (``fetch``, ``fetch_many``, the ``Worker``) goes through ``run_claim``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import queue
+import random
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Engine, func, insert, update
+from sqlmodel import Session, col, select
+
+from faceid.api.client import RETURN_IMAGE_ALL, FaceIDClient
+from faceid.api.parse import loads_document
+from faceid.api.rawdoc import elide_images
+from faceid.core.config import Settings
+from faceid.core.errors import (
+    APIError,
+    AuthenticationError,
+    AuthorizationError,
+    DataDestroyed,
+    FaceIDError,
+    QuotaExhausted,
+    RequestRefused,
+    ResultNotFound,
+    TransportError,
+)
+from faceid.core.timeutil import as_utc, fmt, from_unix
+from faceid.store import audit, fetchqueue
+from faceid.store import write as store
+from faceid.store.answer_batches import AnswerBatcher
+from faceid.store.db import reader
+from faceid.store.fetchqueue import RUNNING, Claim, FetchQueue, JobView
+from faceid.store.tables import FetchAttempt, FetchJob, Inbox, RawResponse, Verification
+
+log = logging.getLogger(__name__)
+
+MAX_READS = 3
+WINDOW = timedelta(days=1)
+#: Ledger outcomes that cannot have counted a read: FaceID refused before reading (4xx), or the
+#: request never left (network). Anything else, including NULL (in flight or crashed), is spent.
+_FREE_OUTCOMES = frozenset({"CONCURRENCY_LIMIT_EXCEEDED", "NETWORK_ERROR"})
+_SPENT_OUTCOMES = frozenset({"OK", "INTERNAL_ERROR", "AMBIGUOUS_TRANSPORT"})
+#: Errors that will fail every other biz_id of a batch the same way: stop calling.
+_FATAL = (AuthenticationError, AuthorizationError)
+
+# Outcome statuses (FetchOutcome.status), also the FetchSummary counters.
+STORED = "stored"
+ALREADY = "already_stored"
+REFETCHED = "refetched"
+NOT_FOUND = "not_found"
+EXPIRED = "expired"
+FAILED = "failed"
+#: Not finished within the wait: another process holds the job and is still fetching.
+PENDING = "pending"
+
+
+def actor_name(actor: object) -> str:
+    """The audit name of an actor: an ``faceid.actors.Actor`` (its username) or a plain string."""
+    name = getattr(actor, "username", actor)
+    return str(name) if name else "system"
+
+
+def attempt_spent(outcome: str | None, http_status: int | None) -> bool:
+    """Whether a ledger row may have used one of the 3 reads (see the module docstring)."""
+    if outcome is None or outcome in _SPENT_OUTCOMES:
+        return True
+    if outcome in _FREE_OUTCOMES:
+        return False
+    # Unknown codes: a 5xx may have been counted, a 4xx refusal was not.
+    return http_status is None or http_status >= 500
+
+
+def biz_id_started(biz_id: str) -> datetime | None:
+    """The unix time that starts a biz_id ("1462259748,52b1..."), if it has a plausible one."""
+    head, sep, _ = biz_id.partition(",")
+    if not sep or not head.isdigit() or not 9 <= len(head) <= 11:
+        return None
+    return from_unix(int(head))
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaInfo:
+    """What the ledger says about one biz_id's remaining reads."""
+
+    biz_id: str
+    reads_used: int
+    attempts: int
+    #: When FaceID drops the result (biz_id time + 1 day, else first attempt + 1 day).
+    deadline: datetime | None
+    known_destroyed: bool
+    now: datetime
+
+    @property
+    def reads_left(self) -> int:
+        return max(0, MAX_READS - self.reads_used)
+
+    @property
+    def window_open(self) -> bool:
+        return self.deadline is None or self.now < self.deadline
+
+    @property
+    def can_read(self) -> bool:
+        return self.reads_left > 0 and self.window_open and not self.known_destroyed
+
+    @property
+    def first_fetch_allowed(self) -> bool:
+        """What ``fetch`` requires of a biz_id not yet stored: the ledger shows a read left.
+        A window our clock says is closed does not stop it (an estimate; a late read costs
+        nothing), unlike a refetch, which needs ``can_read``."""
+        return self.reads_left > 0 and not self.known_destroyed
+
+    def describe(self) -> str:
+        if self.known_destroyed:
+            return "No reads left: FaceID said this result is destroyed (DATA_DESTROYED)."
+        if not self.reads_left:
+            return f"No reads left: all {MAX_READS} reads of this result have been used."
+        if not self.window_open:
+            return f"No reads left: FaceID's 1-day window closed at {fmt(self.deadline)}."
+        plural = "read" if self.reads_left == 1 else "reads"
+        until = f"until {fmt(self.deadline)}" if self.deadline else "(deadline unknown)"
+        return f"{self.reads_left} {plural} left {until}."
+
+
+@dataclass(frozen=True, slots=True)
+class LookupResult:
+    biz_id: str
+    stored: bool
+    verification_id: int | None
+    quota: QuotaInfo
+    message: str
+    #: Another process holds the biz_id's job right now (a fetch from here would wait for it).
+    fetching_elsewhere: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class FetchOutcome:
+    biz_id: str
+    #: stored | already_stored | refetched | not_found | expired | failed
+    status: str
+    message: str
+    verification_id: int | None = None
+    #: The ledger outcome of the last attempt (``OK``, ``RESULT_NOT_FOUND`` ...), if any.
+    code: str | None = None
+    http_status: int | None = None
+    #: Requests sent to FaceID for this call (0: answered from the store or refused).
+    api_calls: int = 0
+    #: Refetch only: whether FaceID's new answer differs from the stored one (sha256).
+    body_differs: bool | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status in (STORED, ALREADY, REFETCHED)
+
+
+@dataclass(slots=True)
+class FetchSummary:
+    outcomes: list[FetchOutcome] = field(default_factory=list)
+    #: Bodies left unprocessed by an earlier run and finished by this one.
+    resumed: int = 0
+    elapsed_s: float = 0.0
+
+    def count(self, status: str) -> int:
+        return sum(1 for o in self.outcomes if o.status == status)
+
+    @property
+    def stored(self) -> int:
+        return self.count(STORED)
+
+    @property
+    def already_had(self) -> int:
+        return self.count(ALREADY)
+
+    @property
+    def refetched(self) -> int:
+        return self.count(REFETCHED)
+
+    @property
+    def not_found(self) -> int:
+        return self.count(NOT_FOUND)
+
+    @property
+    def expired(self) -> int:
+        return self.count(EXPIRED)
+
+    @property
+    def failed(self) -> int:
+        return self.count(FAILED)
+
+    @property
+    def api_calls(self) -> int:
+        return sum(o.api_calls for o in self.outcomes)
+
+    @property
+    def all_ok(self) -> bool:
+        return all(o.ok for o in self.outcomes)
+
+    @property
+    def message(self) -> str:
+        parts = [f"{self.stored} fetched and stored", f"{self.already_had} already stored"]
+        if self.refetched:
+            parts.append(f"{self.refetched} refetched")
+        parts += [f"{self.not_found} not found at FaceID",
+                  f"{self.expired} expired or destroyed", f"{self.failed} failed"]
+        text = f"{len(self.outcomes)} biz_id(s): " + ", ".join(parts)
+        text += f" ({self.api_calls} call(s) to FaceID in {self.elapsed_s:.1f} s)."
+        if self.resumed:
+            text += f" Finished {self.resumed} result(s) left over by an interrupted run."
+        return text
+
+
+@dataclass(frozen=True, slots=True)
+class JobState:
+    """What is known of a biz_id before its run calls FaceID (``FetchService.states``)."""
+
+    verification_id: int | None
+    stored_sha256: str | None
+    quota: QuotaInfo
+    #: The inbox id of an answer received but never stored (an interrupted run's).
+    leftover: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A first fetch's 200 answer, committed to the inbox, not yet parsed or stored."""
+
+    ingesting: store.Ingesting
+    http_status: int | None
+    calls: int
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """What ``run_claim`` hands its storer: the job, who asked, and the answer."""
+
+    claim: Claim
+    actor: str
+    retry_in_s: float | None
+    answer: Answer
+
+
+#: Where ``run_claim`` hands an answer to be stored with others (``AnswerBatcher.put``).
+AnswerSink = Callable[[Received], None]
+
+
+class LedgerLog:
+    """``AttemptLog`` that commits a ``FetchAttempt`` row before each request goes out.
+
+    ``before`` also refuses (``QuotaExhausted``) an attempt the ledger shows no read for: the
+    client's own retry of an ambiguous answer must not become a 4th read. With a queue, the
+    same transaction takes one of the deployment-wide request slots (waiting while all are
+    held), and ``after`` gives it back with the outcome: one transaction each side of a call.
+    """
+
+    def __init__(self, engine: Engine, actor: str, clock: Callable[[], float],
+                 fetch_queue: FetchQueue | None = None) -> None:
+        self._engine, self._actor, self._clock = engine, actor, clock
+        self._queue = fetch_queue
+        self._slot: int | None = None
+        self._freed: int | None = None
+        #: An ``OK`` outcome not yet written (see ``after``).
+        self._ok: tuple[Any, int | None] | None = None
+        self.calls = 0
+        self.last_outcome: str | None = None
+        self.last_status: int | None = None
+
+    def _now(self) -> datetime:
+        dt = from_unix(self._clock())
+        assert dt is not None
+        return dt
+
+    def before(self, biz_id: str, attempt: int) -> int:
+        pause = 0.002
+        if self._queue is not None:
+            self._queue.ensure_slots()
+        while True:
+            with self._engine.begin() as conn:
+                rows = conn.execute(select(_FA.outcome, _FA.http_status)
+                                    .where(_FA.biz_id == biz_id)).all()
+                used = sum(attempt_spent(o, h) for o, h in rows)
+                if used >= MAX_READS or any(o == DataDestroyed.code for o, _ in rows):
+                    raise QuotaExhausted()
+                slot = None if self._queue is None else self._queue.try_slot(conn, biz_id)
+                token = None
+                if self._queue is None or slot is not None:
+                    token = conn.execute(insert(FetchAttempt.__table__).values(
+                        biz_id=biz_id, attempt=len(rows) + 1, started_at=self._now(),
+                        actor=self._actor)).inserted_primary_key[0]
+            if token is not None:
+                if slot is not None:
+                    assert self._queue is not None
+                    self._queue.slot_taken(slot)
+                    self._slot = slot
+                self.calls += 1
+                return int(token)
+            # Every slot is held (here or by another process): wait for one to free. A slot
+            # this process frees wakes us at once; another process's is seen by asking again.
+            assert self._queue is not None
+            self._queue.wait_for_slot(pause * random.uniform(0.5, 1.5))
+            pause = min(pause * 2, 0.1)
+
+    def after(self, token: Any, outcome: str, http_status: int | None) -> None:
+        """Record the outcome and give the slot back. An ``OK`` waits for ``keep``: it is
+        written in the transaction that commits the answer to the inbox (one commit, not
+        two, while the slot is held); ``abort`` writes it if that never comes."""
+        self.last_outcome, self.last_status = outcome, http_status
+        self._ok = (token, http_status) if outcome == "OK" else None
+        if self._ok is None:
+            with self._engine.begin() as conn:
+                self._write(conn, token, outcome, http_status)
+            self._slot_freed()
+
+    def keep(self, conn: Connection) -> None:
+        """``store.start_ingest(also=...)``: write the pending ``OK`` beside the answer."""
+        if self._ok is not None:
+            token, http_status = self._ok
+            self._ok = None
+            self._write(conn, token, "OK", http_status)
+
+    def kept(self) -> None:
+        """After ``keep``'s transaction committed: wake local waiters for the slot."""
+        self._slot_freed()
+
+    def _write(self, conn: Connection, token: Any, outcome: str,
+               http_status: int | None) -> None:
+        conn.execute(update(FetchAttempt.__table__).where(_FA.id == token).values(
+            outcome=outcome, http_status=http_status, finished_at=self._now()))
+        if self._slot is not None and self._queue is not None:
+            self._queue.free_slot(conn, self._slot)
+            self._freed = self._slot
+            self._slot = None
+
+    def _slot_freed(self) -> None:
+        freed, self._freed = self._freed, None
+        if freed is not None and self._queue is not None:
+            self._queue.slot_freed(freed)
+
+    def abort(self) -> None:
+        """Give back a slot whose outcome was never written (an unexpected exception
+        mid-call, or an answer that never reached ``keep``)."""
+        if self._slot is None and self._ok is None:
+            return
+        with self._engine.begin() as conn:
+            if self._ok is not None:
+                token, http_status = self._ok
+                self._ok = None
+                self._write(conn, token, "OK", http_status)
+            elif self._slot is not None and self._queue is not None:
+                self._queue.free_slot(conn, self._slot)
+                self._freed, self._slot = self._slot, None
+        self._slot_freed()
+
+
+_FA = FetchAttempt.__table__.c
+
+
+class _Stopped(Exception):
+    """A batch was told to stop calling FaceID (an earlier answer refused every call)."""
+
+
+class _Slot:
+    """One of the batch's in-flight request slots. A refusal that will hit every call (bad
+    credentials) stops the batch *before* the slot is released, and a stopped batch hands out
+    no more slots: no worker sends a call known to be refused."""
+
+    def __init__(self, size: int, stop: threading.Event) -> None:
+        self._sem, self._stop = threading.BoundedSemaphore(max(1, size)), stop
+
+    def __enter__(self) -> None:
+        self._sem.acquire()
+        if self._stop.is_set():
+            self._sem.release()
+            raise _Stopped
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: object) -> None:
+        if isinstance(exc, _FATAL):
+            self._stop.set()
+        self._sem.release()
+
+
+class FetchService:
+    """Reads results from FaceID into the store, spending the quota as little as possible."""
+
+    def __init__(self, engine: Engine, client_factory: Callable[[], FaceIDClient],
+                 settings: Settings, *, clock: Callable[[], float] = time.time,
+                 fetch_queue: FetchQueue | None = None, wait_s: float | None = None,
+                 retry_delay_s: float = 30.0) -> None:
+        self.engine = engine
+        self._reader = reader(engine)
+        self._client_factory = client_factory
+        self._settings = settings
+        self._clock = clock
+        #: The one referee of "who may read this biz_id now" across every process.
+        self.queue = fetch_queue or FetchQueue(engine, cap=settings.max_concurrency,
+                                               lease_s=settings.fetch_lease_s)
+        #: How long ``fetch`` waits on a job another process is running before answering
+        #: "still being fetched" (a call times out after timeout_s; retries add backoff).
+        self._wait_s = wait_s if wait_s is not None else 4 * settings.timeout_s + 30
+        self.retry_delay_s = retry_delay_s
+
+    @property
+    def settings(self) -> Settings:
+        return self._settings
+
+    def client(self) -> FaceIDClient:
+        return self._client_factory()
+
+    # ------------------------------------------------------------------ read-only
+
+    def now(self) -> datetime:
+        dt = from_unix(self._clock())
+        assert dt is not None
+        return dt
+
+    def quota(self, biz_id: str) -> QuotaInfo:
+        with self._reader.connect() as conn:
+            return self._quota(conn, biz_id)
+
+    def _quota(self, conn: Connection, biz_id: str) -> QuotaInfo:
+        rows = conn.execute(select(_FA.outcome, _FA.http_status, _FA.started_at)
+                            .where(_FA.biz_id == biz_id).order_by(_FA.id)).all()
+        return self._quota_of(biz_id, rows)
+
+    def _quota_of(self, biz_id: str, rows: Sequence[Any]) -> QuotaInfo:
+        """The quota from a biz_id's ledger rows (outcome, http_status, started_at), in order."""
+        used = sum(attempt_spent(o, h) for o, h, _ in rows)
+        start = biz_id_started(biz_id)
+        if start is None and rows:
+            start = as_utc(rows[0][2])
+        return QuotaInfo(
+            biz_id=biz_id, reads_used=used, attempts=len(rows),
+            deadline=start + WINDOW if start else None,
+            known_destroyed=any(o == DataDestroyed.code for o, _, _ in rows),
+            now=self.now(),
+        )
+
+    def states(self, biz_ids: Sequence[str]) -> dict[str, JobState]:
+        """What a run needs to know before calling FaceID for each biz_id, in one read
+        transaction of three queries whatever their number (a worker asks for each batch it
+        claims): whether it is stored, its quota, and any answer received but never stored."""
+        wanted = list(dict.fromkeys(biz_ids))
+        stored: dict[str, tuple[int, str | None]] = {}
+        ledger: dict[str, list[Any]] = {b: [] for b in wanted}
+        leftover: dict[str, int] = {}
+        v, raw, inbox = Verification.__table__, RawResponse.__table__, Inbox.__table__
+        with self._reader.connect() as conn:
+            for i in range(0, len(wanted), 500):
+                part = wanted[i:i + 500]
+                stored.update((r[0], (r[1], r[2])) for r in conn.execute(
+                    select(v.c.biz_id, v.c.id, raw.c.original_sha256)
+                    .select_from(v.outerjoin(raw, raw.c.verification_id == v.c.id))
+                    .where(v.c.biz_id.in_(part))))
+                for r in conn.execute(select(_FA.biz_id, _FA.outcome, _FA.http_status,
+                                             _FA.started_at)
+                                      .where(_FA.biz_id.in_(part)).order_by(_FA.id)):
+                    ledger[r[0]].append(r[1:])
+                for biz_id, inbox_id in conn.execute(
+                        select(inbox.c.biz_id, func.min(inbox.c.id))
+                        .where(inbox.c.biz_id.in_(part), inbox.c.source == "api",
+                               inbox.c.processed_at.is_(None))
+                        .group_by(inbox.c.biz_id)):
+                    leftover[biz_id] = inbox_id
+        out: dict[str, JobState] = {}
+        for b in wanted:
+            vid, sha = stored.get(b, (None, None))
+            out[b] = JobState(vid, sha, self._quota_of(b, ledger[b]),
+                              None if vid is not None else leftover.get(b))
+        return out
+
+    def _state(self, biz_id: str, *, leftover: list[int] | None = None
+               ) -> tuple[int | None, str | None, QuotaInfo]:
+        """(verification id, stored body sha256, quota) in one read transaction. With
+        ``leftover``, also appends the inbox id of an answer received for this biz_id but
+        never stored (an interrupted run's)."""
+        st = self.states([biz_id])[biz_id]
+        if leftover is not None and st.leftover is not None:
+            leftover.append(st.leftover)
+        return st.verification_id, st.stored_sha256, st.quota
+
+    def lookup(self, biz_id: str, actor: str | Any) -> LookupResult:
+        """Store first; if the biz_id is not stored, say what a fetch would cost. No API call."""
+        biz_id = biz_id.strip()
+        vid, _, q = self._state(biz_id)
+        log.debug("lookup biz_id=%s by %s stored=%s", biz_id, actor_name(actor),
+                  vid is not None)
+        if vid is not None:
+            return LookupResult(biz_id, True, vid, q, "Already in the desk's store.")
+        msg = f"Not in the store yet. FaceID: {q.describe()}"
+        job = self.queue.job(biz_id)
+        busy = (job is not None and job.state == RUNNING
+                and not job.stale(self.queue.db_time()))
+        if busy:
+            assert job is not None
+            msg += (f" Being fetched right now by {job.lease_owner}: a fetch from here waits "
+                    "for it and spends no read of its own.")
+        elif q.can_read:
+            msg += " Fetching spends one read."
+        return LookupResult(biz_id, False, None, q, msg, fetching_elsewhere=busy)
+
+    # ------------------------------------------------------------------ fetching
+
+    def fetch(self, biz_id: str, actor: str | Any, *, refetch: bool = False) -> FetchOutcome:
+        """Fetch one biz_id into the store. Raises ``QuotaExhausted`` only for a refused refetch.
+
+        ``actor`` is a username or an ``Actor``; it goes to the ledger and the audit trail.
+        """
+        biz_id, actor = biz_id.strip(), actor_name(actor)
+        vid, _, q = self._state(biz_id)
+        if vid is not None and not refetch:
+            return FetchOutcome(biz_id, ALREADY, "Already stored; FaceID was not called.", vid)
+        if vid is not None and not q.can_read:
+            raise QuotaExhausted(f"Refetch refused. {q.describe()}")
+        seen = self.queue.enqueue([biz_id], actor, refetch=refetch)[biz_id]
+        deadline = time.monotonic() + self._wait_s
+        pause = 0.02
+        while True:
+            claim = self.queue.claim(biz_id)
+            if claim is not None:
+                return self.run_claim(claim, self._client_factory(), actor=actor, reraise=True)
+            job = self.queue.job(biz_id)
+            if job is not None and job.state != RUNNING and job.tries > seen:
+                return _outcome_of_other(job)
+            if job is not None and job.state == RUNNING:
+                self.queue.expire_gone_holders([job.lease_owner])
+            if time.monotonic() > deadline:
+                return FetchOutcome(biz_id, PENDING, "Another process is fetching this biz_id "
+                                    "right now; it will be in the store when that finishes.")
+            time.sleep(pause)
+            pause = min(pause * 1.5, 0.25)
+
+    def run_claim(self, claim: Claim, client: FaceIDClient, *, actor: str | None = None,
+                  slot: AbstractContextManager[Any] | None = None,
+                  reraise: bool = False, retry_in_s: float | None = None,
+                  storer: AnswerSink | None = None,
+                  state: JobState | None = None) -> FetchOutcome | None:
+        """Run one claimed job: fetch (or find it stored), record the outcome on the job and
+        give the lease back. A transient failure of a job that allows more tries goes back to
+        the queue (due after ``retry_delay_s``); a final outcome settles the callbacks that
+        waited on it. Never raises, unless ``reraise`` (a person's own click: a refused
+        refetch is an error there).
+
+        With ``storer``, a first fetch's answer is committed to the inbox here, then handed to
+        ``storer`` to be stored with others in one transaction (``store_answers``), and None
+        is returned: the calling thread is free for the next job at once, and the job's
+        outcome is recorded when its batch is stored. ``state`` is ``states()``'s answer for
+        the biz_id, read after the claim (a worker reads it for its whole batch at once)."""
+        biz_id, who = claim.biz_id, actor or claim.requested_by or "worker"
+        error: BaseException | None = None
+        try:
+            outcome = self._fetch_locked(biz_id, who, claim.refetch, client,
+                                         slot or nullcontext(), defer=storer is not None,
+                                         state=state)
+        except _Stopped:
+            self.queue.release(claim)
+            return _not_attempted(biz_id)
+        except QuotaExhausted as exc:
+            outcome, error = FetchOutcome(biz_id, EXPIRED, str(exc)), exc
+        except Exception as exc:
+            # One broken biz_id must not sink a batch or a worker; the type name carries no
+            # secret and the redacting log filter scrubs the traceback.
+            log.error("fetch biz_id=%s crashed", biz_id, exc_info=True)
+            outcome = FetchOutcome(biz_id, FAILED, f"Unexpected error ({type(exc).__name__}).")
+            error = exc
+        except BaseException:
+            # Interrupted (Ctrl-C, SystemExit): hand the job back now rather than leave it to
+            # the heartbeat of a process that may live on, or to a 60 s lease after it dies.
+            # A request that went out is in the ledger, which counts it as a spent read.
+            with contextlib.suppress(Exception):
+                self.queue.release(claim)
+            raise
+        if isinstance(outcome, Answer):
+            assert storer is not None
+            storer(Received(claim, who, retry_in_s, outcome))
+            return None
+        try:
+            self._record([(claim, outcome, retry_in_s)])
+        except Exception:
+            if reraise and error is None:
+                raise
+        if reraise and error is not None:
+            raise error
+        return outcome
+
+    def _record(self, runs: list[tuple[Claim, FetchOutcome, float | None]]) -> None:
+        """Record the outcomes on their jobs (one transaction) and settle the callbacks that
+        waited on a final one. Raises if the database is away, after letting the jobs go."""
+        try:
+            finished = self.queue.finish_many([fetchqueue.Outcome(
+                claim, outcome.ok, outcome.status, outcome.message, outcome.code,
+                outcome.http_status, outcome.verification_id,
+                (self.retry_delay_s if retry_in_s is None else retry_in_s)
+                if outcome.status == FAILED else None)
+                for claim, outcome, retry_in_s in runs])
+            for (claim, _, _), done in zip(runs, finished, strict=True):
+                if done.callbacks_waiting:
+                    self.settle_callbacks(claim.biz_id)
+        except Exception as exc:
+            # The database is away. Stop renewing the leases, so the jobs go stale and are
+            # taken over (the store and the ledger already hold what this run did); never
+            # leave them held for as long as this process lives.
+            for claim, _, _ in runs:
+                self.queue.forget(claim)
+            log.error("fetch: outcome of %d job(s) not recorded (%s)", len(runs),
+                      type(exc).__name__)
+            raise
+
+    def store_answers(self, received: list[Received]) -> list[FetchOutcome]:
+        """Store answers ``run_claim`` handed to a storer, as one batch per actor (one
+        transaction: cases, export lines, audit entries), then record the jobs' outcomes in
+        one more. One outcome per answer, in order. If the database is away, the jobs are let
+        go (their answers wait in the inbox: the next run stores them, never reads again)."""
+        outcomes: dict[int, FetchOutcome] = {}
+        by_actor: dict[str, list[tuple[int, Received]]] = {}
+        for i, r in enumerate(received):
+            by_actor.setdefault(r.actor, []).append((i, r))
+        try:
+            for actor, group in by_actor.items():
+                results = store.finish_ingest(self.engine, store.Ingesting.merged(
+                    [r.answer.ingesting for _, r in group]), actor=actor)
+                for (i, r), result in zip(group, results, strict=True):
+                    outcomes[i] = self._stored_outcome(r.claim.biz_id, actor, result,
+                                                       r.answer.http_status, r.answer.calls)
+            self._record([(r.claim, outcomes[i], r.retry_in_s)
+                          for i, r in enumerate(received)])
+        except Exception as exc:
+            for r in received:
+                self.queue.forget(r.claim)
+            log.error("fetch: %d answer(s) not stored (%s); they wait in the inbox",
+                      len(received), type(exc).__name__)
+            return [outcomes.get(i) or FetchOutcome(
+                r.claim.biz_id, FAILED, "Received, but the database could not be reached "
+                f"({type(exc).__name__}); the answer waits in the inbox, and the next run "
+                "stores it without reading FaceID again.", None, "OK", r.answer.http_status,
+                r.answer.calls) for i, r in enumerate(received)]
+        return [outcomes[i] for i in range(len(received))]
+
+    def finish_received_answers(self) -> int:
+        """Store FaceID answers an interrupted run received but never stored; return how many
+        became cases. Callbacks are left alone: they wait for their fetch (with images).
+
+        First the leases of processes of this machine that are gone are ended: a rerun after
+        ``kill -9`` takes the dead run's jobs, and the answers it left, over at once."""
+        self.queue.reap()
+        now = self.queue.db_time()
+        # A body whose job is held by a live lease is its holder's to store (between its
+        # receive and its process): taking it would only make that run report it as "already
+        # stored". One left by a dead or finished holder is ours.
+        held = select(FetchJob.biz_id).where(FetchJob.state == RUNNING,
+                                             col(FetchJob.lease_until) >= now)
+        with Session(self._reader) as s:
+            ids = s.exec(select(Inbox.id).where(Inbox.source == "api",
+                                                col(Inbox.processed_at).is_(None),
+                                                col(Inbox.biz_id).not_in(held))
+                         .order_by(col(Inbox.id))).all()
+        stored = store.process_many(self.engine, [i for i in ids if i is not None],
+                                    hash_key=self._settings.hash_key())
+        return sum(1 for r in stored if r.created)
+
+    def settle_callbacks(self, biz_id: str) -> int:
+        """Finish the stored callbacks of ``biz_id`` once its fetch is final: duplicates of a
+        stored result are marked done; if the fetch failed for good, the callback's own data
+        (no images) becomes the record, so the case is not lost."""
+        with Session(self._reader) as s:
+            ids = s.exec(select(Inbox.id).where(Inbox.source == "notify",
+                                                Inbox.biz_id == biz_id,
+                                                col(Inbox.processed_at).is_(None))
+                         .order_by(col(Inbox.id))).all()
+        for inbox_id in ids:
+            if inbox_id is not None:
+                store.process(self.engine, inbox_id, hash_key=self._settings.hash_key(),
+                              actor="notify")
+        return len(ids)
+
+    def _fetch_locked(self, biz_id: str, actor: str, refetch: bool, client: FaceIDClient,
+                      slot: AbstractContextManager[Any], *, defer: bool = False,
+                      state: JobState | None = None) -> FetchOutcome | Answer:
+        """The fetch itself; the caller holds the job's lease (no one else reads biz_id).
+        With ``defer``, a first fetch's answer is committed to the inbox and returned as an
+        ``Answer`` for ``store_answers``."""
+        if state is None:
+            state = self.states([biz_id])[biz_id]
+        vid, stored_sha, q = state.verification_id, state.stored_sha256, state.quota
+        leftover = [] if state.leftover is None else [state.leftover]
+        if vid is not None and not refetch:
+            return FetchOutcome(biz_id, ALREADY, "Already stored; FaceID was not called.", vid)
+        if leftover:
+            # An answer an interrupted run received but never stored: store it instead of
+            # spending another read on the same result.
+            kept = store.process(self.engine, leftover[0], hash_key=self._settings.hash_key(),
+                                 actor=actor)
+            if kept.verification_id is not None:
+                return FetchOutcome(biz_id, STORED, "Stored the answer an interrupted run had "
+                                    "received; FaceID was not called again.",
+                                    kept.verification_id, "OK", 200, 0)
+        if vid is not None and not q.can_read:
+            raise QuotaExhausted(f"Refetch refused. {q.describe()}")
+        if vid is None and not q.first_fetch_allowed:
+            # A closed window alone does not stop a first fetch: the deadline is our estimate
+            # (clock skew, biz_id time) and a read of an expired result costs nothing.
+            return self._failed(biz_id, actor, EXPIRED, f"Not fetched. {q.describe()}",
+                                None, None, 0, audit_action="fetch refused")
+        ledger = LedgerLog(self.engine, actor, self._clock, self.queue)
+        try:
+            try:
+                with slot:
+                    answer = client.get_result(biz_id, return_image=RETURN_IMAGE_ALL,
+                                               return_verify_time=True, attempts=ledger)
+                    # Committed to the inbox first, with the ledger's OK and the request
+                    # slot given back in the same transaction; then parsed and stored from
+                    # the bytes in hand (not read back).
+                    ingesting = store.start_ingest(
+                        self.engine, [store.Body(answer.body, "api", "get_result", biz_id)],
+                        hash_key=self._settings.hash_key(), also=ledger.keep)
+                    ledger.kept()
+            finally:
+                ledger.abort()  # writes the outcome and frees the slot if that never ran
+        except QuotaExhausted:
+            # Raised by the ledger guard before a retry would have become one read too many.
+            if vid is not None:
+                raise
+            return self._failed(biz_id, actor, EXPIRED,
+                                f"Stopped: {self.quota(biz_id).describe()}",
+                                ledger.last_outcome, ledger.last_status, ledger.calls)
+        except (APIError, TransportError, RequestRefused) as exc:
+            return self._failed(biz_id, actor, _status_of(exc), str(exc), ledger.last_outcome,
+                                ledger.last_status, ledger.calls)
+        if defer and vid is None:
+            return Answer(ingesting, answer.http_status, ledger.calls)
+        (result,) = store.finish_ingest(self.engine, ingesting, actor=actor)
+        if vid is not None and result.error is None:
+            return self._record_refetch(biz_id, actor, vid, stored_sha, answer.body,
+                                        ledger.calls)
+        return self._stored_outcome(biz_id, actor, result, answer.http_status, ledger.calls)
+
+    def _stored_outcome(self, biz_id: str, actor: str, result: store.Stored,
+                        http_status: int | None, calls: int) -> FetchOutcome:
+        if result.error is not None:
+            # FaceID answered 200 with something that is not a result; the body stays in the
+            # inbox (with the reason) for a person to look at.
+            return self._failed(biz_id, actor, FAILED,
+                                f"FaceID's answer could not be stored: {result.error}",
+                                "OK", http_status, calls)
+        note = ""
+        if result.biz_id != biz_id:
+            note = f" (FaceID's answer names biz_id {result.biz_id!r})"
+        message = "Fetched and stored." if result.created else "Already stored."
+        return FetchOutcome(biz_id, STORED if result.created else ALREADY, message + note,
+                            result.verification_id, "OK", http_status, calls)
+
+    def _record_refetch(self, biz_id: str, actor: str, vid: int, stored_sha: str | None,
+                        body: bytes, calls: int) -> FetchOutcome:
+        new_sha = hashlib.sha256(body).hexdigest()
+        differs = new_sha != stored_sha
+        content_differs = differs and self._content_differs(biz_id, body)
+        with Session(self.engine) as s:
+            audit.record(s, actor, "refetched", biz_id, {
+                "body_differs": differs, "content_differs": content_differs,
+                "stored_sha256": stored_sha, "new_sha256": new_sha,
+            })
+            s.commit()
+        if not differs:
+            msg = "Refetched: FaceID's answer is identical to the stored copy."
+        elif content_differs:
+            msg = ("Refetched: FaceID's answer differs from the stored copy; the first stored "
+                   "copy is kept (write-once) and the difference is in the audit trail.")
+        else:
+            msg = ("Refetched: same content as the stored copy (only request_id/time_used "
+                   "changed); the stored copy is kept.")
+        return FetchOutcome(biz_id, REFETCHED, msg, vid, "OK", 200, calls, differs)
+
+    def _content_differs(self, biz_id: str, body: bytes) -> bool:
+        """Compare ignoring the per-call fields FaceID changes on every read."""
+        try:
+            new = elide_images(loads_document(body))
+        except FaceIDError:
+            return True
+        old = store.raw_document(self.engine, biz_id) or {}
+        volatile = ("request_id", "time_used")
+        return ({k: v for k, v in new.items() if k not in volatile}
+                != {k: v for k, v in old.items() if k not in volatile})
+
+    def _failed(self, biz_id: str, actor: str, status: str, message: str, code: str | None,
+                http_status: int | None, calls: int, *,
+                audit_action: str = "fetch failed") -> FetchOutcome:
+        with Session(self.engine) as s:
+            audit.record(s, actor, audit_action, biz_id, {
+                "status": status, "outcome": code, "http_status": http_status,
+                "api_calls": calls, "message": message,
+            })
+            s.commit()
+        log.info("fetch biz_id=%s status=%s outcome=%s", biz_id, status, code)
+        return FetchOutcome(biz_id, status, message, None, code, http_status, calls)
+
+    # ------------------------------------------------------------------ batches
+
+    def fetch_many(self, biz_ids: Iterable[str], actor: str | Any, *, concurrency: int = 4,
+                   progress: Callable[[FetchOutcome], None] | None = None,
+                   refetch: bool = False, resume: bool = True) -> FetchSummary:
+        """Fetch many biz_ids through the queue; each one is committed on its own.
+
+        Every biz_id not stored is enqueued; ``2 × concurrency`` threads claim the jobs and
+        run them, so that while some wait on FaceID others store what came back (the request
+        slots cap what is in flight). A job another process holds is waited for, and its
+        outcome reported as that process's ("stored by another process"), never read again.
+        ``resume`` first finishes bodies an interrupted run received but never processed, so
+        they count as stored and are not read again. ``progress`` is called once per biz_id.
+        """
+        started, actor = time.monotonic(), actor_name(actor)
+        summary = FetchSummary()
+        if resume:
+            summary.resumed = self.finish_received_answers()
+        wanted = list(dict.fromkeys(b.strip() for b in biz_ids if b and b.strip()))
+        done_lock = threading.Lock()
+        reported: set[str] = set()
+
+        def report(outcome: FetchOutcome) -> None:
+            with done_lock:
+                if outcome.biz_id in reported:
+                    return
+                reported.add(outcome.biz_id)
+                summary.outcomes.append(outcome)
+                if progress is not None:
+                    progress(outcome)
+
+        have = set() if refetch else store.stored_biz_ids(self.engine, wanted)
+        for biz_id in wanted:
+            if biz_id in have:
+                report(FetchOutcome(biz_id, ALREADY, "Already stored; FaceID was not called."))
+        todo = [b for b in wanted if b not in have]
+        if todo:
+            seen = self.queue.enqueue(todo, actor, refetch=refetch)
+            _Batch(self, todo, seen, actor, concurrency, report).run()
+        summary.elapsed_s = time.monotonic() - started
+        return summary
+
+
+class _Batch:
+    """One ``fetch_many`` run: worker threads claim its jobs; the calling thread watches the
+    jobs other processes hold and hands back any whose lease lapses."""
+
+    def __init__(self, service: FetchService, todo: list[str], seen: dict[str, int],
+                 actor: str, concurrency: int, report: Callable[[FetchOutcome], None]) -> None:
+        self.service, self.todo, self.seen, self.actor = service, todo, seen, actor
+        self.threads = 2 * max(1, concurrency)
+        self.report = report
+        self.stop = threading.Event()
+        self.slots = _Slot(concurrency, self.stop)
+        self.work: queue.Queue[str | None] = queue.Queue()
+        self.lock = threading.Lock()
+        self.waiting: set[str] = set()
+        self.finished: set[str] = set()
+        self.skipped: list[str] = []
+
+    def _done(self, outcome: FetchOutcome) -> None:
+        with self.lock:
+            self.finished.add(outcome.biz_id)
+        self.report(outcome)
+
+    def _stored(self, received: Received, outcome: FetchOutcome) -> None:
+        self._done(outcome)
+
+    def _worker(self, client: FaceIDClient, answers: AnswerBatcher) -> None:
+        while (biz_id := self.work.get()) is not None:
+            if self.stop.is_set():
+                with self.lock:
+                    self.skipped.append(biz_id)
+                self._done(_not_attempted(biz_id))
+                continue
+            try:
+                claim = self.service.queue.claim(biz_id)
+                if claim is None:
+                    with self.lock:
+                        self.waiting.add(biz_id)
+                    continue
+                handed = self.service.run_claim(claim, client, actor=self.actor,
+                                                slot=self.slots, storer=answers.put)
+                if handed is None:
+                    continue  # the batcher reports it once stored
+                outcome = handed
+            except Exception as exc:  # the database is away: this biz_id fails, not the run
+                log.error("fetch biz_id=%s failed (%s)", biz_id, type(exc).__name__)
+                outcome = FetchOutcome(biz_id, FAILED, "The database could not be reached "
+                                       f"({type(exc).__name__}); rerun to resume.")
+            self._done(outcome)
+
+    def run(self) -> None:
+        for biz_id in self.todo:
+            self.work.put(biz_id)
+        client = self.service.client()
+        answers = AnswerBatcher(self.service.store_answers, self._stored).start()
+        try:
+            with ThreadPoolExecutor(max_workers=self.threads,
+                                    thread_name_prefix="faceid-fetch") as pool:
+                for _ in range(self.threads):
+                    pool.submit(self._worker, client, answers)
+                try:
+                    self._watch()
+                finally:
+                    for _ in range(self.threads):
+                        self.work.put(None)
+        finally:
+            answers.close()
+        if self.skipped:
+            self.service.queue.abandon(self.skipped, "Not attempted: an earlier answer showed "
+                                       "every call would be refused.")
+
+    def _watch(self) -> None:
+        """Until every biz_id has an outcome: poll the jobs held elsewhere."""
+        pause = 0.05
+        while True:
+            with self.lock:
+                if len(self.finished) >= len(self.todo):
+                    return
+                waiting = set(self.waiting)
+            if not waiting:
+                time.sleep(0.02)
+                continue
+            time.sleep(pause)
+            pause = min(pause * 1.5, 0.5)
+            views = self.service.queue.jobs(waiting)
+            self.service.queue.expire_gone_holders(
+                {j.lease_owner for j in views.values() if j.state == RUNNING})
+            now = self.service.queue.db_time()
+            for biz_id, job in views.items():
+                if job.state != RUNNING and job.tries > self.seen.get(biz_id, 0):
+                    with self.lock:
+                        self.waiting.discard(biz_id)
+                    self._done(_outcome_of_other(job))
+                elif job.state != RUNNING or job.stale(now):
+                    # Free again (given back, or its holder died): try to claim it.
+                    with self.lock:
+                        self.waiting.discard(biz_id)
+                    self.work.put(biz_id)
+                    pause = 0.05
+
+
+def _outcome_of_other(job: JobView) -> FetchOutcome:
+    """What this caller reports for a job another process ran: it never read FaceID."""
+    status = job.last_status or FAILED
+    if status in (STORED, ALREADY, REFETCHED):
+        return FetchOutcome(job.biz_id, ALREADY, "Stored by another process at the same time; "
+                            "FaceID was not called by this one.", job.verification_id,
+                            job.last_code, job.last_http_status)
+    return FetchOutcome(job.biz_id, status,
+                        f"Another process tried it: {job.last_message or status}",
+                        None, job.last_code, job.last_http_status)
+
+
+def _not_attempted(biz_id: str) -> FetchOutcome:
+    return FetchOutcome(biz_id, FAILED, "Not attempted: an earlier answer showed every call "
+                        "would be refused.")
+
+
+def _status_of(exc: FaceIDError) -> str:
+    if isinstance(exc, ResultNotFound):
+        return NOT_FOUND
+    if isinstance(exc, (DataDestroyed, QuotaExhausted)):
+        return EXPIRED
+    return FAILED
+
+
+def pending_count(engine: Engine) -> int:
+    """Bodies received but not yet processed (what a resume would finish)."""
+    with Session(engine) as s:
+        return int(s.exec(select(func.count()).select_from(Inbox)
+                          .where(col(Inbox.processed_at).is_(None))).one())
+
+
+__all__ = [
+    "FetchOutcome",
+    "FetchService",
+    "FetchSummary",
+    "LedgerLog",
+    "LookupResult",
+    "QuotaInfo",
+    "actor_name",
+    "attempt_spent",
+    "biz_id_started",
+    "pending_count",
+]

@@ -1,0 +1,197 @@
+"""The long-running fetch worker: claims due jobs from the durable queue and runs them.
+
+Any number of workers may run, in any processes on any machines sharing the database: each
+job is run by the one holder of its lease, and each request holds a deployment-wide slot
+(``faceid.store.fetchqueue``). ``python -m faceid worker`` runs one in the foreground; the notify
+receiver hosts one (so callbacks are completed without a second process) and the desk hosts
+one in demo mode (so ``make run`` needs no extra terminal).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import random
+import threading
+import time
+
+from faceid.api.client import FaceIDClient
+from faceid.store.answer_batches import AnswerBatcher
+from faceid.store.fetching import FetchOutcome, FetchService, JobState, Received
+from faceid.store.fetchqueue import Claim
+
+log = logging.getLogger(__name__)
+
+#: How long an idle thread sleeps before asking the queue again.
+DEFAULT_IDLE_S = 0.5
+#: How long the dispatcher waits for a few run threads to be free before claiming.
+CLAIM_GATHER_S = 0.02
+#: How often an idle worker looks for leases of dead processes of its machine.
+REAP_EVERY_S = 5.0
+
+
+class Worker:
+    """A dispatcher thread claims due jobs — as many as there are idle run threads, in one
+    transaction — and ``threads`` run threads run them. One poll per process, not one per idle
+    thread: many idle workers would otherwise keep the database (SQLite's single writer above
+    all) busy answering "nothing to do"."""
+
+    def __init__(self, fetcher: FetchService, *, threads: int | None = None,
+                 idle_s: float = DEFAULT_IDLE_S, name: str = "worker",
+                 retry_delay_s: float | None = None) -> None:
+        self.fetcher = fetcher
+        #: When a transient failure of a job with tries left is run again.
+        self.retry_delay_s = retry_delay_s
+        # Twice the cap by default: while some threads wait on FaceID, others store what
+        # came back, so the request slots never idle behind parsing and the database.
+        self.threads = max(1, threads if threads is not None else 2 * fetcher.queue.cap)
+        self.idle_s = idle_s
+        self._claim_min = max(1, self.threads // 4)
+        self.name = name
+        self.runs = 0
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._idle = threading.Condition()
+        self._idle_threads = 0
+        self._jobs: queue.SimpleQueue[tuple[Claim, JobState | None] | None] = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+        self._answers: AnswerBatcher | None = None
+        # No more threads of this process ask the database for a request slot than there
+        # are slots: the others would only spin on write transactions that cannot succeed.
+        self._local_slots = threading.BoundedSemaphore(fetcher.queue.cap)
+
+    @property
+    def running(self) -> bool:
+        return any(t.is_alive() for t in self._threads)
+
+    def start(self) -> None:
+        """Finish bodies an interrupted run received but never stored, then start the
+        threads (returns at once)."""
+        if self.running:
+            return
+        self._stop.clear()
+        try:
+            self.fetcher.finish_received_answers()
+        except Exception as exc:  # the queue work does not depend on it
+            log.warning("worker: pending bodies not processed (%s)", type(exc).__name__)
+        self._idle_threads = self.threads
+        client = self.fetcher.client()
+        # The run threads only wait on FaceID; what comes back is stored in batches here.
+        self._answers = AnswerBatcher(self.fetcher.store_answers, self._stored,
+                                      name=f"faceid-{self.name}-store").start()
+        self._threads = [threading.Thread(target=self._run, args=(client,), daemon=True,
+                                          name=f"faceid-{self.name}-{i}")
+                         for i in range(self.threads)]
+        self._threads.append(threading.Thread(target=self._dispatch, daemon=True,
+                                              name=f"faceid-{self.name}-dispatch"))
+        for t in self._threads:
+            t.start()
+
+    def wake(self) -> None:
+        """A job was just enqueued: stop idling (only this process's threads hear it)."""
+        self._wake.set()
+
+    def stop_soon(self) -> None:
+        """Ask the threads to stop after their current job (safe from a signal handler)."""
+        self._stop.set()
+        self._wake.set()
+        with self._idle:
+            self._idle.notify_all()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop claiming; jobs under way finish (their leases are given back)."""
+        self.stop_soon()
+        for t in self._threads:
+            t.join(timeout)
+        self._threads = []
+        if self._answers is not None:  # store what the run threads handed over, then stop
+            self._answers.close(timeout)
+            self._answers = None
+
+    def run_forever(self) -> None:
+        """The CLI verb: run until ``stop_soon`` (a signal handler) is called."""
+        self.start()
+        while not self._stop.wait(1.0):
+            pass
+        self.stop()
+
+    def _dispatch(self) -> None:
+        next_reap = time.monotonic() + REAP_EVERY_S
+        try:
+            while not self._stop.is_set():
+                with self._idle:
+                    while self._idle_threads == 0 and not self._stop.is_set():
+                        self._idle.wait(1.0)
+                    # A claim costs about as much for four jobs as for one: wait a moment for
+                    # a few threads to be free. Twice as many threads as request slots means
+                    # the slots are still busy meanwhile.
+                    until = time.monotonic() + CLAIM_GATHER_S
+                    while (self._idle_threads < self._claim_min and not self._stop.is_set()
+                           and (left := until - time.monotonic()) > 0):
+                        self._idle.wait(left)
+                    want = self._idle_threads
+                if self._stop.is_set():
+                    break
+                try:
+                    claims = self.fetcher.queue.claim_batch(want)
+                except Exception as exc:  # the database is away: try again later
+                    log.warning("worker: claim failed (%s)", type(exc).__name__)
+                    claims = []
+                if not claims:
+                    if time.monotonic() > next_reap:
+                        # Jobs of a process of this machine that died: no need to wait out
+                        # their leases.
+                        next_reap = time.monotonic() + REAP_EVERY_S
+                        with contextlib.suppress(Exception):
+                            self.fetcher.queue.reap()
+                    # Jitter: the dispatchers of many processes should not poll in lockstep.
+                    self._wake.wait(self.idle_s * random.uniform(0.5, 1.5))
+                    self._wake.clear()
+                    continue
+                with self._idle:
+                    self._idle_threads -= len(claims)
+                try:  # one read for the batch instead of one per job (else each run reads)
+                    states = self.fetcher.states([c.biz_id for c in claims])
+                except Exception as exc:
+                    log.warning("worker: state read failed (%s)", type(exc).__name__)
+                    states = {}
+                for claim in claims:
+                    self._jobs.put((claim, states.get(claim.biz_id)))
+        finally:
+            # Hand back anything claimed but not started, so no job waits for a lease to run
+            # out; then tell each run thread to stop.
+            while True:
+                try:
+                    left = self._jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if left is not None:
+                    self.fetcher.queue.release(left[0])
+            for _ in range(self.threads):
+                self._jobs.put(None)
+
+    def _stored(self, received: Received, outcome: FetchOutcome) -> None:
+        log.info("worker: biz_id=%s %s", received.claim.biz_id, outcome.status)
+
+    def _run(self, client: FaceIDClient) -> None:
+        answers = self._answers
+        assert answers is not None
+        while (job := self._jobs.get()) is not None:
+            claim, state = job
+            try:
+                outcome = self.fetcher.run_claim(claim, client, retry_in_s=self.retry_delay_s,
+                                                 slot=self._local_slots, storer=answers.put,
+                                                 state=state)
+                if outcome is not None:  # None: handed to the batcher, logged once stored
+                    log.info("worker: biz_id=%s %s", claim.biz_id, outcome.status)
+            except Exception as exc:  # a thread must outlive one bad job or a database hiccup
+                log.error("worker: biz_id=%s failed (%s)", claim.biz_id, type(exc).__name__)
+            finally:
+                with self._idle:
+                    self.runs += 1
+                    self._idle_threads += 1
+                    self._idle.notify_all()
+
+
+__all__ = ["DEFAULT_IDLE_S", "Worker"]
