@@ -24,7 +24,7 @@ from faceid.api.simulator import (
     shape_response,
     start_in_thread,
 )
-from faceid.api.simulator.generate import HOSTILE_NAME
+from faceid.api.simulator.choices import HOSTILE_NAME
 from faceid.cli import main as cli
 from faceid.store import write as store
 from faceid.store.db import make_engine

@@ -16,7 +16,7 @@ from faceid.api.simulator.backend import (
     images_allowed,
     shape_response,
 )
-from faceid.api.simulator.generate import (
+from faceid.api.simulator.choices import (
     BILLED_VERIFY_ERRORS,
     FAIL_REASONS,
     IMAGE_KEYS,
@@ -31,9 +31,8 @@ from faceid.api.simulator.generate import (
     UPLOAD_COUNTERS,
     VERIFY_ERRORS,
     WEBRTC_COUNTERS,
-    generate_batch,
-    generate_result,
 )
+from faceid.api.simulator.generate import generate_batch, generate_result
 from faceid.api.simulator.people import (
     Person,
     id_check_digit,

@@ -14,12 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from faceid.api.simulator.generate import (
-    BILLED_VERIFY_ERRORS,
-    IMAGE_KEYS,
-    generate_batch,
-    generate_result,
-)
+from faceid.api.simulator.choices import BILLED_VERIFY_ERRORS, IMAGE_KEYS
+from faceid.api.simulator.generate import generate_batch, generate_result
 
 # HTTP status per error code, from the page's two error tables (codes with ":<x>" by prefix).
 ERROR_HTTP_STATUS: dict[str, int] = {

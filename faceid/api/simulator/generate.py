@@ -20,80 +20,36 @@ from __future__ import annotations
 
 import dataclasses
 import random
-import uuid
 from collections.abc import Sequence
-from typing import Any, TypeVar
+from typing import Any
 
 from faceid.api.simulator import images
+from faceid.api.simulator.choices import (
+    ANCHOR_TS,
+    BATCH_STRIDE,
+    BILLED_VERIFY_ERRORS,
+    FAIL_REASONS,
+    HOSTILE_ADDRESS,
+    HOSTILE_EXTRA,
+    HOSTILE_ISSUED_BY,
+    HOSTILE_NAME,
+    HOSTILE_RACE,
+    IDCARD_MODE_WEIGHTS,
+    IDCARD_MODES,
+    LEGALITY_KEYS,
+    PROCEDURE_TYPES,
+    PROCEDURE_WEIGHTS,
+    STATUS_WEIGHTS,
+    STATUSES,
+    STILL_TYPES,
+    THRESHOLDS,
+    VERIFY_ERRORS,
+    pick,
+    r3,
+    uuid4,
+)
+from faceid.api.simulator.liveness import details, genuineness, pick_attack
 from faceid.api.simulator.people import Person, make_person, other_id_number, similar_name
-
-STATUSES = ("NOT_STARTED", "PROCESSING", "WEBRTC_UNSUPPORTED", "OK", "FAILED", "CANCELLED",
-            "TIMEOUT")
-_STATUS_WEIGHTS = (0.035, 0.035, 0.035, 0.75, 0.065, 0.045, 0.035)
-PROCEDURE_TYPES = ("video", "still", "selfie", "flash", "meglive_flash")
-_PROCEDURE_WEIGHTS = (0.15, 0.3, 0.15, 0.15, 0.25)
-STILL_TYPES = ("STILL_RECORD", "STILL_WEBRTC")
-FAIL_REASONS = ("NETWORK_ERROR", "PERMISSIONS_ERROR", "SUPPORT_ERROR")
-IDCARD_MODES = ("0", "1", "2", "3", "4")
-_IDCARD_MODE_WEIGHTS = (0.12, 0.2, 0.43, 0.1, 0.15)
-
-# Detail counters, named exactly as on the page for each procedure type.
-UPLOAD_COUNTERS = (  # video, and still with STILL_RECORD
-    "UPLOAD_TIMES", "FACE_NOT_FOUND", "LOW_FACE_QUALITY", "INVALID_VIDEO_DURATION", "SR_ERROR",
-    "NOT_SYNCHRONIZED", "NO_AUDIO", "VIDEO_FORMAT_UNSUPPORTED", "VIDEO_FACE_INCONSISTENT",
-)
-WEBRTC_COUNTERS = (  # still with STILL_WEBRTC, and flash
-    "FACE_NOT_FOUND", "SIDE_FACE", "UPDOWN_FACE", "EYE_OCCLUSION", "MOUTH_OCCLUSION",
-    "AWAY_FROM_CAMERA", "CLOSE_TO_CAMERA", "FACE_OUT_OF_CAMERA", "HIGH_BRIGHTNESS",
-    "LOW_BRIGHTNESS", "LOW_FACE_QUALITY",
-)
-MEGLIVE_FLASH_COUNTERS = (*WEBRTC_COUNTERS, "ACTION_FAIL")
-SELFIE_FRONT_COUNTERS = (
-    "FACE_UPLOAD_TIMES", "FACE_NOT_FOUND", "FACE_BLURRED", "FACE_MULTIPLE_FACES",
-    "FACE_POOR_LIGHT", "FACE_NOT_FRONT", "FACE_NOT_PROPER_POSITION", "UNSUPPORTED_FORMAT",
-)
-SELFIE_SIDE_COUNTERS = (
-    "FACE_UPLOAD_TIMES", "FACE_NOT_FOUND", "FACE_BLURRED", "FACE_MULTIPLE_FACES",
-    "FACE_POOR_LIGHT", "FACE_NOT_SIDE", "FACE_NOT_PROPER_POSITION", "UNSUPPORTED_FORMAT",
-)
-# Still-record counters the page marks "静默活体可忽略": always zero for still.
-_STILL_IGNORED = frozenset({"SR_ERROR", "NOT_SYNCHRONIZED"})
-
-GENUINENESS_THRESHOLD = 0.5
-# Realistic fixed reference thresholds (same for every comparison, as FaceID returns them).
-THRESHOLDS: dict[str, float] = {"1e-3": 62.169, "1e-4": 69.315, "1e-5": 74.399, "1e-6": 78.038}
-BILLED_VERIFY_ERRORS = ("NO_SUCH_ID_NUMBER", "ID_NUMBER_NAME_NOT_MATCH",
-                        "IMAGE_ERROR_UNSUPPORTED_FORMAT", "NO_FACE_FOUND")
-VERIFY_ERRORS = (*BILLED_VERIFY_ERRORS, "DATA_SOURCE_ERROR", "INTERNAL_ERROR")
-LEGALITY_KEYS = ("ID Photo", "Temporary ID Photo ", "Photocopy", "Screen", "Edited")
-IMAGE_KEYS = ("image_best", "image_idcard_front", "image_idcard_back", "image_face_front",
-              "image_face_side")
-
-# Attacker-controlled text used when hostile=True (spreadsheet formulas, HTML, Markdown, controls).
-HOSTILE_NAME = '=HYPERLINK("http://x","a")'
-HOSTILE_ADDRESS = "<script>alert(1)</script>[click](http://evil) <img src=x onerror=alert(1)>"
-HOSTILE_ISSUED_BY = "+cmd|' /C calc'!A0"
-HOSTILE_RACE = "@SUM(1+1)"
-HOSTILE_EXTRA = ("-2+3", "\tTAB", "\rCR", "@SUM(1+1)")
-
-# Cases are spread over the 30 days before this instant; fixed so output is deterministic.
-ANCHOR_TS = 1_760_000_000
-_BATCH_STRIDE = 1_000_003
-
-T = TypeVar("T")
-
-
-def _pick(rng: random.Random, options: Sequence[T], weights: Sequence[float]) -> T:
-    return rng.choices(options, weights=weights, k=1)[0]
-
-
-def _uuid4(rng: random.Random) -> str:
-    return str(uuid.UUID(int=rng.getrandbits(128), version=4))
-
-
-def _r3(value: float) -> float:
-    return round(value, 3)
-
 
 # --- top level ------------------------------------------------------------------------------
 
@@ -125,13 +81,13 @@ def generate_result(seed: int, biz_id: str | None = None, *, status: str | None 
     rng = random.Random(seed)
     if status is None:
         # Hostile cases exist to exercise OCR rendering, so they must carry OCR text.
-        status = "OK" if hostile else _pick(rng, STATUSES, _STATUS_WEIGHTS)
+        status = "OK" if hostile else pick(rng, STATUSES, STATUS_WEIGHTS)
     person = make_person(rng)
     case = _Case(rng, _hostile_person(person) if hostile else person, status, hostile,
                  _start(rng, anchor, spread_s), rng.getrandbits(31))
-    biz_id = biz_id or f"{case.started},{_uuid4(rng)}"
+    biz_id = biz_id or f"{case.started},{uuid4(rng)}"
     result: dict[str, Any] = {
-        "request_id": f"{case.started + rng.randint(900, 3600)},{_uuid4(rng)}",
+        "request_id": f"{case.started + rng.randint(900, 3600)},{uuid4(rng)}",
         "status": status,
         "biz_info": _biz_info(case, biz_id),
     }
@@ -160,7 +116,7 @@ def generate_batch(n: int, seed: int = 0, *, status: str | None = None,
     cases = []
     for index in range(n):
         is_hostile = hostile or mixer.random() < hostile_rate
-        cases.append(generate_result(seed * _BATCH_STRIDE + index, status=status,
+        cases.append(generate_result(seed * BATCH_STRIDE + index, status=status,
                                      procedure_type=procedure_type, hostile=is_hostile,
                                      anchor=anchor))
     return cases
@@ -186,7 +142,7 @@ def _biz_info(case: _Case, biz_id: str) -> dict[str, str]:
         extra = rng.choice(("", "", '{"channel":"app","branch":"SH-021"}',
                             f"order={rng.randint(10**7, 10**8 - 1)}",
                             f"loan-application:{rng.randint(1000, 99999)}"))
-    return {"biz_extra_data": extra, "biz_id": biz_id, "biz_no": _uuid4(rng)}
+    return {"biz_extra_data": extra, "biz_id": biz_id, "biz_no": uuid4(rng)}
 
 
 # --- which parts exist ----------------------------------------------------------------------
@@ -211,14 +167,14 @@ def _stages(case: _Case) -> tuple[bool, bool]:
 def _outcome(case: _Case, procedure_type: str | None) -> dict[str, Any]:
     rng = case.rng
     idcard_reached, liveness_reached = _stages(case)
-    mode = "2" if case.hostile else _pick(rng, IDCARD_MODES, _IDCARD_MODE_WEIGHTS)
+    mode = "2" if case.hostile else pick(rng, IDCARD_MODES, IDCARD_MODE_WEIGHTS)
     part: dict[str, Any] = {}
     front = back = False
     if idcard_reached and mode != "0":
         part["idcard_info"], front, back = _idcard_info(case, mode)
     multifaces = False
     if liveness_reached:
-        ptype = procedure_type or _pick(rng, PROCEDURE_TYPES, _PROCEDURE_WEIGHTS)
+        ptype = procedure_type or pick(rng, PROCEDURE_TYPES, PROCEDURE_WEIGHTS)
         liveness, attacked = _liveness(case, ptype)
         part["liveness_result"] = liveness
         verify = _maybe_verify(case, liveness, attacked, front)
@@ -296,12 +252,12 @@ def _apply_user_edit(rng: random.Random, person: Person, info: dict[str, Any],
 
 def _legality(rng: random.Random) -> dict[str, float]:
     """Legality scores summing to ~1; mostly a genuine card, sometimes a copy or a screen."""
-    kind = _pick(rng, LEGALITY_KEYS, (0.86, 0.02, 0.05, 0.05, 0.02))
+    kind = pick(rng, LEGALITY_KEYS, (0.86, 0.02, 0.05, 0.05, 0.02))
     main = rng.uniform(0.72, 0.99)
     rest = [rng.random() for _ in range(len(LEGALITY_KEYS) - 1)]
     scale = (1.0 - main) / (sum(rest) or 1.0)
     others = iter(r * scale for r in rest)
-    return {key: _r3(main if key == kind else next(others)) for key in LEGALITY_KEYS}
+    return {key: r3(main if key == kind else next(others)) for key in LEGALITY_KEYS}
 
 
 def _front_ocr(rng: random.Random, person: Person) -> dict[str, Any]:
@@ -331,7 +287,7 @@ def _quality_block(rng: random.Random, results: dict[str, str]) -> dict[str, dic
         low = name in poor
         quality = rng.uniform(0.3, 0.69) if low else rng.uniform(0.9, 0.999)
         logic = 1 if low and rng.random() < 0.4 else 0
-        block[name] = {"quality": _r3(quality), "logic": logic, "result": value}
+        block[name] = {"quality": r3(quality), "logic": logic, "result": value}
     return block
 
 
@@ -359,82 +315,16 @@ def _liveness(case: _Case, ptype: str) -> tuple[dict[str, Any], bool]:
     still_type = rng.choice(STILL_TYPES) if ptype == "still" else None
     # Users abandoning or failing mid-flow never pass; OK cases fail on counters now and then.
     counters_fail = case.status != "OK" or rng.random() < 0.07
-    attack = _pick_attack(rng, ptype, still_type) if rng.random() < 0.11 else None
+    attack = pick_attack(rng, ptype, still_type) if rng.random() < 0.11 else None
     # fmp_mode "1" reports PASS despite a detected cloud attack; the scores still show it.
     attack_fails = attack is not None and rng.random() < 0.8
     result = "FAIL" if counters_fail or attack_fails else "PASS"
     liveness: dict[str, Any] = {"result": result, "procedure_type": ptype}
     if still_type:
         liveness["still_type"] = still_type
-    liveness["details"] = _details(rng, ptype, still_type, counters_fail)
-    liveness["face_genuineness"] = _genuineness(rng, ptype, still_type, attack)
+    liveness["details"] = details(rng, ptype, still_type, counters_fail)
+    liveness["face_genuineness"] = genuineness(rng, ptype, still_type, attack)
     return liveness, attack is not None
-
-
-def _pick_attack(rng: random.Random, ptype: str, still_type: str | None) -> str:
-    kinds = ["synthetic_face", "mask", "screen_replay"]
-    if ptype == "video" or still_type == "STILL_RECORD":
-        kinds.append("face_replaced")
-    if ptype == "selfie":
-        kinds += ["selfie_inconsistent", "selfie_metadata"]
-    return rng.choice(kinds)
-
-
-def _details(rng: random.Random, ptype: str, still_type: str | None,
-             failed: bool) -> dict[str, Any]:
-    if ptype == "selfie":
-        return {"face_front": _upload_counters(rng, SELFIE_FRONT_COUNTERS, failed),
-                "face_side": _upload_counters(rng, SELFIE_SIDE_COUNTERS, failed)}
-    if ptype == "video" or still_type == "STILL_RECORD":
-        ignored = _STILL_IGNORED if ptype == "still" else frozenset()
-        return _upload_counters(rng, UPLOAD_COUNTERS, failed, ignored)
-    names = MEGLIVE_FLASH_COUNTERS if ptype == "meglive_flash" else WEBRTC_COUNTERS
-    return _prompt_counters(rng, names, failed)
-
-
-def _upload_counters(rng: random.Random, names: Sequence[str], failed: bool,
-                     ignored: frozenset[str] = frozenset()) -> dict[str, int]:
-    """Upload-based flows: every rejected upload bumps one error counter.
-
-    A passing flow's last upload succeeded, so errors = uploads - 1; a failed flow's uploads
-    were all rejected.
-    """
-    errors = rng.randint(2, 5) if failed else rng.choice((0, 0, 0, 0, 1, 1, 2, 3))
-    counters = dict.fromkeys(names, 0)
-    upload_key, error_keys = names[0], [n for n in names[1:] if n not in ignored]
-    counters[upload_key] = errors if failed else errors + 1
-    for _ in range(errors):
-        counters[rng.choice(error_keys)] += 1
-    return counters
-
-
-def _prompt_counters(rng: random.Random, names: Sequence[str], failed: bool) -> dict[str, int]:
-    """Live (webRTC/flash) flows: counts of on-screen prompts; a failure shows one spike."""
-    counters = {name: rng.choice((0, 0, 0, 0, 0, 0, 1, 1, 2, 3)) for name in names}
-    if failed:
-        counters[rng.choice(names)] += rng.randint(4, 12)
-    return counters
-
-
-def _genuineness(rng: random.Random, ptype: str, still_type: str | None,
-                 attack: str | None) -> dict[str, Any]:
-    def confidence(kind: str) -> float:
-        if attack == kind:
-            return _r3(rng.uniform(0.55, 0.99))
-        return _r3(rng.random() ** 3 * 0.45)  # mostly near zero, never over the threshold
-
-    genuineness: dict[str, Any] = {}
-    for kind in ("synthetic_face", "mask", "screen_replay"):
-        genuineness[f"{kind}_confidence"] = confidence(kind)
-        genuineness[f"{kind}_threshold"] = GENUINENESS_THRESHOLD
-    if ptype == "video" or still_type == "STILL_RECORD":  # page: only still-record or video
-        genuineness["face_replaced"] = 1 if attack == "face_replaced" else 0
-    if ptype == "selfie":
-        genuineness["selfie_inconsistent"] = "1" if attack == "selfie_inconsistent" else "0"
-        if rng.random() < 0.85:  # absent with liveness_preferences=selfie_no_metadata_check
-            metadata = rng.choice(("1", "2")) if attack == "selfie_metadata" else "0"
-            genuineness["selfie_metadata_inconsistent"] = metadata
-    return genuineness
 
 
 # --- verify_result --------------------------------------------------------------------------
@@ -491,7 +381,7 @@ def _near(rng: random.Random, value: float) -> float:
 
 
 def _score(confidence: float) -> dict[str, Any]:
-    return {"confidence": _r3(confidence), "thresholds": dict(THRESHOLDS)}
+    return {"confidence": r3(confidence), "thresholds": dict(THRESHOLDS)}
 
 
 # --- images ---------------------------------------------------------------------------------

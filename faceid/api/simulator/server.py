@@ -42,7 +42,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from faceid.api.simulator.backend import SimClock, SimulatorState, http_status_for, shape_response
-from faceid.api.simulator.generate import PROCEDURE_TYPES, STATUSES
+from faceid.api.simulator.choices import PROCEDURE_TYPES, STATUSES
 
 logger = logging.getLogger("faceid.api.simulator.server")
 
