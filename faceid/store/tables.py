@@ -187,7 +187,7 @@ class FetchJob(SQLModel, table=True):
     lease_until: float | None = None
     started_at: float | None = None
     finished_at: float | None = None
-    #: The last run's outcome (``faceid.store.fetching.FetchOutcome``): status, code, message.
+    #: The last run's outcome (``faceid.store.fetch_outcomes.FetchOutcome``): status, code, message.
     last_status: str | None = Field(default=None, max_length=32)
     last_code: str | None = Field(default=None, max_length=64)
     last_http_status: int | None = None
