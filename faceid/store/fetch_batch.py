@@ -20,6 +20,7 @@ from typing import Any, Protocol
 from faceid.api.client import FaceIDClient
 from faceid.core.errors import AuthenticationError, AuthorizationError
 from faceid.store.answer_batches import AnswerBatcher
+from faceid.store.fetch_jobs import RUNNING, Claim
 from faceid.store.fetch_outcomes import (
     FAILED,
     AnswerSink,
@@ -28,7 +29,7 @@ from faceid.store.fetch_outcomes import (
     _not_attempted,
     _outcome_of_other,
 )
-from faceid.store.fetchqueue import RUNNING, Claim, FetchQueue
+from faceid.store.fetchqueue import FetchQueue
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from faceid.core.errors import DataDestroyed, FaceIDError, QuotaExhausted, ResultNotFound
 from faceid.store import write as store
-from faceid.store.fetchqueue import Claim, JobView
+from faceid.store.fetch_jobs import Claim, JobView
 from faceid.store.quota import QuotaInfo
 
 # Outcome statuses (FetchOutcome.status), also the FetchSummary counters.

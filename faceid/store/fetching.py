@@ -48,10 +48,11 @@ from faceid.core.errors import (
     TransportError,
 )
 from faceid.core.timeutil import from_unix
-from faceid.store import audit, fetchqueue
+from faceid.store import audit, fetch_jobs
 from faceid.store import write as store
 from faceid.store.db import reader
 from faceid.store.fetch_batch import _Batch, _Stopped
+from faceid.store.fetch_jobs import RUNNING, Claim
 from faceid.store.fetch_outcomes import (
     ALREADY,
     EXPIRED,
@@ -71,7 +72,7 @@ from faceid.store.fetch_outcomes import (
     _status_of,
     actor_name,
 )
-from faceid.store.fetchqueue import RUNNING, Claim, FetchQueue
+from faceid.store.fetchqueue import FetchQueue
 from faceid.store.ledger import LedgerLog
 from faceid.store.quota import QuotaInfo, quota_of
 from faceid.store.tables import FetchAttempt, FetchJob, Inbox, RawResponse, Verification
@@ -279,7 +280,7 @@ class FetchService:
         """Record the outcomes on their jobs (one transaction) and settle the callbacks that
         waited on a final one. Raises if the database is away, after letting the jobs go."""
         try:
-            finished = self.queue.finish_many([fetchqueue.Outcome(
+            finished = self.queue.finish_many([fetch_jobs.Outcome(
                 claim, outcome.ok, outcome.status, outcome.message, outcome.code,
                 outcome.http_status, outcome.verification_id,
                 (self.retry_delay_s if retry_in_s is None else retry_in_s)

@@ -43,7 +43,7 @@ from sqlalchemy import Engine
 from faceid.api.parse import loads_document, parse_document
 from faceid.core.errors import DocumentError
 from faceid.core.timeutil import utcnow
-from faceid.store import fetchqueue
+from faceid.store import leases
 from faceid.store import write as store
 
 log = logging.getLogger(__name__)
@@ -115,7 +115,7 @@ def import_paths(engine: Engine, paths: Iterable[str | os.PathLike[str]], *, has
     """
     started = time.monotonic()
     report = ImportReport()
-    run = fetchqueue.default_owner()
+    run = leases.default_owner()
     _LIVE_RUNS.add(run)
     try:
         report.resumed = sum(1 for r in store.process_pending(
@@ -150,11 +150,11 @@ def _left_behind(receiver: str | None, received_at: datetime) -> bool:
 
     Without this, a run starting beside another would "resume" the other's batch in flight
     (stored once all the same, but reported as finished from an interrupted import)."""
-    if receiver is None or fetchqueue.holder_is_gone(receiver):
+    if receiver is None or leases.holder_is_gone(receiver):
         return True  # written before receivers were kept, or its process is gone
     if receiver in _LIVE_RUNS:
         return False
-    if fetchqueue.is_this_process(receiver):
+    if leases.is_this_process(receiver):
         return True  # a run of this process that stopped (an error, SystemExit)
     received = received_at if received_at.tzinfo else received_at.replace(tzinfo=UTC)
     return received < utcnow() - LEFT_BEHIND_AFTER

@@ -18,9 +18,9 @@ import time
 
 from faceid.api.client import FaceIDClient
 from faceid.store.answer_batches import AnswerBatcher
+from faceid.store.fetch_jobs import Claim
 from faceid.store.fetch_outcomes import FetchOutcome, JobState, Received
 from faceid.store.fetching import FetchService
-from faceid.store.fetchqueue import Claim
 
 log = logging.getLogger(__name__)
 
