@@ -13,7 +13,7 @@ the database is the referee:
 - **Leases expire**: a holder renews its leases from a heartbeat thread while it waits on
   FaceID; a holder killed with ``kill -9`` stops renewing, and once ``lease_until`` passes the
   job can be claimed again. Whether that second run may spend a read is the ledger's call
-  (``faceid.fetching``): a crashed attempt counts as spent.
+  (``faceid.store.ledger``): a crashed attempt counts as spent.
 - **Slots** (``fetch_slots``): a request is sent only while holding one of
   ``FACEID_MAX_CONCURRENCY`` slot rows, so all processes together never have more calls in
   flight than the cap. A slot is held per HTTP attempt, not per job, so parsing and storing
