@@ -23,7 +23,8 @@ from faceid.api.simulator import generate_result
 from faceid.store import audit, export_lines
 from faceid.store import write as store
 from faceid.store.db import make_engine
-from faceid.store.importing import decode, import_paths
+from faceid.store.import_files import decode
+from faceid.store.importing import import_paths
 from faceid.store.notify import signature
 from faceid.store.tables import (
     AuditEvent,
