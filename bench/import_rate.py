@@ -185,11 +185,11 @@ def stop_pg(state: Path) -> None:
 #: Phases of the store path: (file, function) whose cumulative time is the phase. "~" is a
 #: C function, matched by a substring of its name.
 PHASES: dict[str, tuple[str, str]] = {
-    "read files (walk, read_bytes)": ("importing.py", "_read"),
+    "read files (walk, read_bytes)": ("import_files.py", "_read"),
     "decode + biz_id (json.loads, unwrap)": ("importing.py", "_candidate"),
     "skip stored (one IN query per batch)": ("write.py", "stored_biz_ids"),
     "inbox commit (executemany)": ("write.py", "_receive"),
-    "prepare rows (all below)": ("write.py", "_prepare"),
+    "prepare rows (all below)": ("prepare.py", "_prepare"),
     "  parse (model, images)": ("parse.py", "parse_document"),
     "    of which base64 decode": ("images.py", "_b64decode"),
     "    of which JPEG checks (Pillow)": ("images.py", "check_jpeg"),

@@ -15,7 +15,8 @@ from sqlmodel import Session
 from faceid.store import db
 from faceid.store import write as store
 from faceid.store.answer_batches import AnswerBatcher
-from faceid.store.fetchqueue import DONE, FAILED, QUEUED, RUNNING, FetchQueue, Outcome
+from faceid.store.fetch_jobs import DONE, FAILED, QUEUED, RUNNING, Outcome
+from faceid.store.fetchqueue import FetchQueue
 from faceid.store.tables import (
     AuditEvent,
     FetchAttempt,

@@ -29,8 +29,10 @@ from faceid.api.simulator import SimulatorState, generate_result, start_in_threa
 from faceid.core.config import Settings
 from faceid.store import schema
 from faceid.store import write as store
-from faceid.store.fetching import ALREADY, FetchService
-from faceid.store.fetchqueue import RUNNING, FetchQueue
+from faceid.store.fetch_jobs import RUNNING
+from faceid.store.fetch_outcomes import ALREADY
+from faceid.store.fetching import FetchService
+from faceid.store.fetchqueue import FetchQueue
 from faceid.store.notify import signature
 from faceid.store.tables import FetchAttempt, Verification
 from tests.conftest import ROOT, empty_engine

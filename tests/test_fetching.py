@@ -34,7 +34,8 @@ from faceid.core.errors import QuotaExhausted
 from faceid.core.timeutil import fmt, from_unix
 from faceid.store import fetching
 from faceid.store import write as store
-from faceid.store.fetching import FetchService, attempt_spent, biz_id_started
+from faceid.store.fetching import FetchService
+from faceid.store.quota import attempt_spent, biz_id_started
 from faceid.store.tables import AuditEvent, FetchAttempt, Inbox, StoredImage, Verification
 
 KEY = "key-fetch-tests"

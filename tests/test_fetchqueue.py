@@ -11,14 +11,14 @@ import time
 
 import pytest
 
-from faceid.store.fetchqueue import (
+from faceid.store.fetch_jobs import (
     DONE,
     FAILED,
     QUEUED,
     RUNNING,
-    FetchQueue,
     describe_job,
 )
+from faceid.store.fetchqueue import FetchQueue
 
 
 def test_enqueue_is_idempotent_per_biz_id(engine) -> None:
@@ -234,7 +234,7 @@ def test_only_a_gone_process_of_this_machine_counts_as_gone() -> None:
     import subprocess
     import sys
 
-    from faceid.store.fetchqueue import holder_is_gone, this_machine
+    from faceid.store.leases import holder_is_gone, this_machine
 
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
@@ -250,7 +250,7 @@ def test_leases_of_a_gone_holder_are_taken_over_at_once(engine) -> None:
     import subprocess
     import sys
 
-    from faceid.store.fetchqueue import this_machine
+    from faceid.store.leases import this_machine
 
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()

@@ -23,7 +23,8 @@ from faceid.api.simulator import generate_result
 from faceid.store import audit, export_lines
 from faceid.store import write as store
 from faceid.store.db import make_engine
-from faceid.store.importing import decode, import_paths
+from faceid.store.import_files import decode
+from faceid.store.importing import import_paths
 from faceid.store.notify import signature
 from faceid.store.tables import (
     AuditEvent,
@@ -337,13 +338,13 @@ def test_which_inbox_rows_an_import_treats_as_left_behind(monkeypatch) -> None:
     from datetime import timedelta
 
     from faceid.core.timeutil import utcnow
-    from faceid.store import fetchqueue, importing
+    from faceid.store import importing, leases
 
     now = utcnow()
-    here = fetchqueue.this_machine()
+    here = leases.this_machine()
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True, check=True).stdout.strip()
-    live_run, ended_run = fetchqueue.default_owner(), fetchqueue.default_owner()
+    live_run, ended_run = leases.default_owner(), leases.default_owner()
     monkeypatch.setattr(importing, "_LIVE_RUNS", {live_run})
     young, old = now, now - importing.LEFT_BEHIND_AFTER - timedelta(seconds=1)
     assert importing._left_behind(None, young)  # written before receivers were kept

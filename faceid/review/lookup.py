@@ -17,7 +17,7 @@ from faceid.access.permissions import Permission
 from faceid.core.errors import FaceIDError
 from faceid.core.timeutil import fmt
 from faceid.review.rules import _clean_biz_id, _require
-from faceid.store.fetchqueue import describe_job
+from faceid.store.fetch_jobs import describe_job
 from faceid.store.tables import Verification
 
 log = logging.getLogger(__name__)

@@ -21,8 +21,9 @@ import time
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
-# Generic over what it stores, so this module needs nothing from ``fetching`` (which uses it):
-# there, Item is ``fetching.Received`` and Result ``fetching.FetchOutcome``.
+# Generic over what it stores, so this module needs nothing from ``fetching`` (whose batches and
+# worker use it): there, Item is ``fetch_outcomes.Received`` and Result
+# ``fetch_outcomes.FetchOutcome``.
 Item = TypeVar("Item")
 Result = TypeVar("Result")
 

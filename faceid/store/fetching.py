@@ -15,6 +15,10 @@ desk is the system of record and every read is precious:
   the durable queue (``faceid.store.fetchqueue``), and every request holds one of the
   deployment-wide slots, so the ``FACEID_MAX_CONCURRENCY`` cap holds for all of them together.
   Every path (``fetch``, ``fetch_many``, the ``Worker``) goes through ``run_claim``.
+
+This module holds ``FetchService``; beside it: ``quota`` (what the ledger leaves to read),
+``ledger`` (``LedgerLog``), ``fetch_outcomes`` (``FetchOutcome``, ``FetchSummary`` and the
+values passed between threads) and ``fetch_batch`` (``fetch_many``'s threads).
 """
 
 from __future__ import annotations
@@ -22,18 +26,14 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-import queue
-import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func, insert, update
+from sqlalchemy import Connection, Engine, func
 from sqlmodel import Session, col, select
 
 from faceid.api.client import RETURN_IMAGE_ALL, FaceIDClient
@@ -42,367 +42,44 @@ from faceid.api.rawdoc import elide_images
 from faceid.core.config import Settings
 from faceid.core.errors import (
     APIError,
-    AuthenticationError,
-    AuthorizationError,
-    DataDestroyed,
     FaceIDError,
     QuotaExhausted,
     RequestRefused,
-    ResultNotFound,
     TransportError,
 )
-from faceid.core.timeutil import as_utc, fmt, from_unix
-from faceid.store import audit, fetchqueue
+from faceid.core.timeutil import from_unix
+from faceid.store import audit, fetch_jobs
 from faceid.store import write as store
-from faceid.store.answer_batches import AnswerBatcher
 from faceid.store.db import reader
-from faceid.store.fetchqueue import RUNNING, Claim, FetchQueue, JobView
+from faceid.store.fetch_batch import _Batch, _Stopped
+from faceid.store.fetch_jobs import RUNNING, Claim
+from faceid.store.fetch_outcomes import (
+    ALREADY,
+    EXPIRED,
+    FAILED,
+    PENDING,
+    REFETCHED,
+    STORED,
+    Answer,
+    AnswerSink,
+    FetchOutcome,
+    FetchSummary,
+    JobState,
+    LookupResult,
+    Received,
+    _not_attempted,
+    _outcome_of_other,
+    _status_of,
+    actor_name,
+)
+from faceid.store.fetchqueue import FetchQueue
+from faceid.store.ledger import LedgerLog
+from faceid.store.quota import QuotaInfo, quota_of
 from faceid.store.tables import FetchAttempt, FetchJob, Inbox, RawResponse, Verification
 
 log = logging.getLogger(__name__)
 
-MAX_READS = 3
-WINDOW = timedelta(days=1)
-#: Ledger outcomes that cannot have counted a read: FaceID refused before reading (4xx), or the
-#: request never left (network). Anything else, including NULL (in flight or crashed), is spent.
-_FREE_OUTCOMES = frozenset({"CONCURRENCY_LIMIT_EXCEEDED", "NETWORK_ERROR"})
-_SPENT_OUTCOMES = frozenset({"OK", "INTERNAL_ERROR", "AMBIGUOUS_TRANSPORT"})
-#: Errors that will fail every other biz_id of a batch the same way: stop calling.
-_FATAL = (AuthenticationError, AuthorizationError)
-
-# Outcome statuses (FetchOutcome.status), also the FetchSummary counters.
-STORED = "stored"
-ALREADY = "already_stored"
-REFETCHED = "refetched"
-NOT_FOUND = "not_found"
-EXPIRED = "expired"
-FAILED = "failed"
-#: Not finished within the wait: another process holds the job and is still fetching.
-PENDING = "pending"
-
-
-def actor_name(actor: object) -> str:
-    """The audit name of an actor: an ``faceid.actors.Actor`` (its username) or a plain string."""
-    name = getattr(actor, "username", actor)
-    return str(name) if name else "system"
-
-
-def attempt_spent(outcome: str | None, http_status: int | None) -> bool:
-    """Whether a ledger row may have used one of the 3 reads (see the module docstring)."""
-    if outcome is None or outcome in _SPENT_OUTCOMES:
-        return True
-    if outcome in _FREE_OUTCOMES:
-        return False
-    # Unknown codes: a 5xx may have been counted, a 4xx refusal was not.
-    return http_status is None or http_status >= 500
-
-
-def biz_id_started(biz_id: str) -> datetime | None:
-    """The unix time that starts a biz_id ("1462259748,52b1..."), if it has a plausible one."""
-    head, sep, _ = biz_id.partition(",")
-    if not sep or not head.isdigit() or not 9 <= len(head) <= 11:
-        return None
-    return from_unix(int(head))
-
-
-@dataclass(frozen=True, slots=True)
-class QuotaInfo:
-    """What the ledger says about one biz_id's remaining reads."""
-
-    biz_id: str
-    reads_used: int
-    attempts: int
-    #: When FaceID drops the result (biz_id time + 1 day, else first attempt + 1 day).
-    deadline: datetime | None
-    known_destroyed: bool
-    now: datetime
-
-    @property
-    def reads_left(self) -> int:
-        return max(0, MAX_READS - self.reads_used)
-
-    @property
-    def window_open(self) -> bool:
-        return self.deadline is None or self.now < self.deadline
-
-    @property
-    def can_read(self) -> bool:
-        return self.reads_left > 0 and self.window_open and not self.known_destroyed
-
-    @property
-    def first_fetch_allowed(self) -> bool:
-        """What ``fetch`` requires of a biz_id not yet stored: the ledger shows a read left.
-        A window our clock says is closed does not stop it (an estimate; a late read costs
-        nothing), unlike a refetch, which needs ``can_read``."""
-        return self.reads_left > 0 and not self.known_destroyed
-
-    def describe(self) -> str:
-        if self.known_destroyed:
-            return "No reads left: FaceID said this result is destroyed (DATA_DESTROYED)."
-        if not self.reads_left:
-            return f"No reads left: all {MAX_READS} reads of this result have been used."
-        if not self.window_open:
-            return f"No reads left: FaceID's 1-day window closed at {fmt(self.deadline)}."
-        plural = "read" if self.reads_left == 1 else "reads"
-        until = f"until {fmt(self.deadline)}" if self.deadline else "(deadline unknown)"
-        return f"{self.reads_left} {plural} left {until}."
-
-
-@dataclass(frozen=True, slots=True)
-class LookupResult:
-    biz_id: str
-    stored: bool
-    verification_id: int | None
-    quota: QuotaInfo
-    message: str
-    #: Another process holds the biz_id's job right now (a fetch from here would wait for it).
-    fetching_elsewhere: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class FetchOutcome:
-    biz_id: str
-    #: stored | already_stored | refetched | not_found | expired | failed
-    status: str
-    message: str
-    verification_id: int | None = None
-    #: The ledger outcome of the last attempt (``OK``, ``RESULT_NOT_FOUND`` ...), if any.
-    code: str | None = None
-    http_status: int | None = None
-    #: Requests sent to FaceID for this call (0: answered from the store or refused).
-    api_calls: int = 0
-    #: Refetch only: whether FaceID's new answer differs from the stored one (sha256).
-    body_differs: bool | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.status in (STORED, ALREADY, REFETCHED)
-
-
-@dataclass(slots=True)
-class FetchSummary:
-    outcomes: list[FetchOutcome] = field(default_factory=list)
-    #: Bodies left unprocessed by an earlier run and finished by this one.
-    resumed: int = 0
-    elapsed_s: float = 0.0
-
-    def count(self, status: str) -> int:
-        return sum(1 for o in self.outcomes if o.status == status)
-
-    @property
-    def stored(self) -> int:
-        return self.count(STORED)
-
-    @property
-    def already_had(self) -> int:
-        return self.count(ALREADY)
-
-    @property
-    def refetched(self) -> int:
-        return self.count(REFETCHED)
-
-    @property
-    def not_found(self) -> int:
-        return self.count(NOT_FOUND)
-
-    @property
-    def expired(self) -> int:
-        return self.count(EXPIRED)
-
-    @property
-    def failed(self) -> int:
-        return self.count(FAILED)
-
-    @property
-    def api_calls(self) -> int:
-        return sum(o.api_calls for o in self.outcomes)
-
-    @property
-    def all_ok(self) -> bool:
-        return all(o.ok for o in self.outcomes)
-
-    @property
-    def message(self) -> str:
-        parts = [f"{self.stored} fetched and stored", f"{self.already_had} already stored"]
-        if self.refetched:
-            parts.append(f"{self.refetched} refetched")
-        parts += [f"{self.not_found} not found at FaceID",
-                  f"{self.expired} expired or destroyed", f"{self.failed} failed"]
-        text = f"{len(self.outcomes)} biz_id(s): " + ", ".join(parts)
-        text += f" ({self.api_calls} call(s) to FaceID in {self.elapsed_s:.1f} s)."
-        if self.resumed:
-            text += f" Finished {self.resumed} result(s) left over by an interrupted run."
-        return text
-
-
-@dataclass(frozen=True, slots=True)
-class JobState:
-    """What is known of a biz_id before its run calls FaceID (``FetchService.states``)."""
-
-    verification_id: int | None
-    stored_sha256: str | None
-    quota: QuotaInfo
-    #: The inbox id of an answer received but never stored (an interrupted run's).
-    leftover: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Answer:
-    """A first fetch's 200 answer, committed to the inbox, not yet parsed or stored."""
-
-    ingesting: store.Ingesting
-    http_status: int | None
-    calls: int
-
-
-@dataclass(frozen=True, slots=True)
-class Received:
-    """What ``run_claim`` hands its storer: the job, who asked, and the answer."""
-
-    claim: Claim
-    actor: str
-    retry_in_s: float | None
-    answer: Answer
-
-
-#: Where ``run_claim`` hands an answer to be stored with others (``AnswerBatcher.put``).
-AnswerSink = Callable[[Received], None]
-
-
-class LedgerLog:
-    """``AttemptLog`` that commits a ``FetchAttempt`` row before each request goes out.
-
-    ``before`` also refuses (``QuotaExhausted``) an attempt the ledger shows no read for: the
-    client's own retry of an ambiguous answer must not become a 4th read. With a queue, the
-    same transaction takes one of the deployment-wide request slots (waiting while all are
-    held), and ``after`` gives it back with the outcome: one transaction each side of a call.
-    """
-
-    def __init__(self, engine: Engine, actor: str, clock: Callable[[], float],
-                 fetch_queue: FetchQueue | None = None) -> None:
-        self._engine, self._actor, self._clock = engine, actor, clock
-        self._queue = fetch_queue
-        self._slot: int | None = None
-        self._freed: int | None = None
-        #: An ``OK`` outcome not yet written (see ``after``).
-        self._ok: tuple[Any, int | None] | None = None
-        self.calls = 0
-        self.last_outcome: str | None = None
-        self.last_status: int | None = None
-
-    def _now(self) -> datetime:
-        dt = from_unix(self._clock())
-        assert dt is not None
-        return dt
-
-    def before(self, biz_id: str, attempt: int) -> int:
-        pause = 0.002
-        if self._queue is not None:
-            self._queue.ensure_slots()
-        while True:
-            with self._engine.begin() as conn:
-                rows = conn.execute(select(_FA.outcome, _FA.http_status)
-                                    .where(_FA.biz_id == biz_id)).all()
-                used = sum(attempt_spent(o, h) for o, h in rows)
-                if used >= MAX_READS or any(o == DataDestroyed.code for o, _ in rows):
-                    raise QuotaExhausted()
-                slot = None if self._queue is None else self._queue.try_slot(conn, biz_id)
-                token = None
-                if self._queue is None or slot is not None:
-                    token = conn.execute(insert(FetchAttempt.__table__).values(
-                        biz_id=biz_id, attempt=len(rows) + 1, started_at=self._now(),
-                        actor=self._actor)).inserted_primary_key[0]
-            if token is not None:
-                if slot is not None:
-                    assert self._queue is not None
-                    self._queue.slot_taken(slot)
-                    self._slot = slot
-                self.calls += 1
-                return int(token)
-            # Every slot is held (here or by another process): wait for one to free. A slot
-            # this process frees wakes us at once; another process's is seen by asking again.
-            assert self._queue is not None
-            self._queue.wait_for_slot(pause * random.uniform(0.5, 1.5))
-            pause = min(pause * 2, 0.1)
-
-    def after(self, token: Any, outcome: str, http_status: int | None) -> None:
-        """Record the outcome and give the slot back. An ``OK`` waits for ``keep``: it is
-        written in the transaction that commits the answer to the inbox (one commit, not
-        two, while the slot is held); ``abort`` writes it if that never comes."""
-        self.last_outcome, self.last_status = outcome, http_status
-        self._ok = (token, http_status) if outcome == "OK" else None
-        if self._ok is None:
-            with self._engine.begin() as conn:
-                self._write(conn, token, outcome, http_status)
-            self._slot_freed()
-
-    def keep(self, conn: Connection) -> None:
-        """``store.start_ingest(also=...)``: write the pending ``OK`` beside the answer."""
-        if self._ok is not None:
-            token, http_status = self._ok
-            self._ok = None
-            self._write(conn, token, "OK", http_status)
-
-    def kept(self) -> None:
-        """After ``keep``'s transaction committed: wake local waiters for the slot."""
-        self._slot_freed()
-
-    def _write(self, conn: Connection, token: Any, outcome: str,
-               http_status: int | None) -> None:
-        conn.execute(update(FetchAttempt.__table__).where(_FA.id == token).values(
-            outcome=outcome, http_status=http_status, finished_at=self._now()))
-        if self._slot is not None and self._queue is not None:
-            self._queue.free_slot(conn, self._slot)
-            self._freed = self._slot
-            self._slot = None
-
-    def _slot_freed(self) -> None:
-        freed, self._freed = self._freed, None
-        if freed is not None and self._queue is not None:
-            self._queue.slot_freed(freed)
-
-    def abort(self) -> None:
-        """Give back a slot whose outcome was never written (an unexpected exception
-        mid-call, or an answer that never reached ``keep``)."""
-        if self._slot is None and self._ok is None:
-            return
-        with self._engine.begin() as conn:
-            if self._ok is not None:
-                token, http_status = self._ok
-                self._ok = None
-                self._write(conn, token, "OK", http_status)
-            elif self._slot is not None and self._queue is not None:
-                self._queue.free_slot(conn, self._slot)
-                self._freed, self._slot = self._slot, None
-        self._slot_freed()
-
-
 _FA = FetchAttempt.__table__.c
-
-
-class _Stopped(Exception):
-    """A batch was told to stop calling FaceID (an earlier answer refused every call)."""
-
-
-class _Slot:
-    """One of the batch's in-flight request slots. A refusal that will hit every call (bad
-    credentials) stops the batch *before* the slot is released, and a stopped batch hands out
-    no more slots: no worker sends a call known to be refused."""
-
-    def __init__(self, size: int, stop: threading.Event) -> None:
-        self._sem, self._stop = threading.BoundedSemaphore(max(1, size)), stop
-
-    def __enter__(self) -> None:
-        self._sem.acquire()
-        if self._stop.is_set():
-            self._sem.release()
-            raise _Stopped
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: object) -> None:
-        if isinstance(exc, _FATAL):
-            self._stop.set()
-        self._sem.release()
 
 
 class FetchService:
@@ -450,16 +127,7 @@ class FetchService:
 
     def _quota_of(self, biz_id: str, rows: Sequence[Any]) -> QuotaInfo:
         """The quota from a biz_id's ledger rows (outcome, http_status, started_at), in order."""
-        used = sum(attempt_spent(o, h) for o, h, _ in rows)
-        start = biz_id_started(biz_id)
-        if start is None and rows:
-            start = as_utc(rows[0][2])
-        return QuotaInfo(
-            biz_id=biz_id, reads_used=used, attempts=len(rows),
-            deadline=start + WINDOW if start else None,
-            known_destroyed=any(o == DataDestroyed.code for o, _, _ in rows),
-            now=self.now(),
-        )
+        return quota_of(biz_id, rows, self.now())
 
     def states(self, biz_ids: Sequence[str]) -> dict[str, JobState]:
         """What a run needs to know before calling FaceID for each biz_id, in one read
@@ -612,7 +280,7 @@ class FetchService:
         """Record the outcomes on their jobs (one transaction) and settle the callbacks that
         waited on a final one. Raises if the database is away, after letting the jobs go."""
         try:
-            finished = self.queue.finish_many([fetchqueue.Outcome(
+            finished = self.queue.finish_many([fetch_jobs.Outcome(
                 claim, outcome.ok, outcome.status, outcome.message, outcome.code,
                 outcome.http_status, outcome.verification_id,
                 (self.retry_delay_s if retry_in_s is None else retry_in_s)
@@ -861,131 +529,6 @@ class FetchService:
         return summary
 
 
-class _Batch:
-    """One ``fetch_many`` run: worker threads claim its jobs; the calling thread watches the
-    jobs other processes hold and hands back any whose lease lapses."""
-
-    def __init__(self, service: FetchService, todo: list[str], seen: dict[str, int],
-                 actor: str, concurrency: int, report: Callable[[FetchOutcome], None]) -> None:
-        self.service, self.todo, self.seen, self.actor = service, todo, seen, actor
-        self.threads = 2 * max(1, concurrency)
-        self.report = report
-        self.stop = threading.Event()
-        self.slots = _Slot(concurrency, self.stop)
-        self.work: queue.Queue[str | None] = queue.Queue()
-        self.lock = threading.Lock()
-        self.waiting: set[str] = set()
-        self.finished: set[str] = set()
-        self.skipped: list[str] = []
-
-    def _done(self, outcome: FetchOutcome) -> None:
-        with self.lock:
-            self.finished.add(outcome.biz_id)
-        self.report(outcome)
-
-    def _stored(self, received: Received, outcome: FetchOutcome) -> None:
-        self._done(outcome)
-
-    def _worker(self, client: FaceIDClient, answers: AnswerBatcher) -> None:
-        while (biz_id := self.work.get()) is not None:
-            if self.stop.is_set():
-                with self.lock:
-                    self.skipped.append(biz_id)
-                self._done(_not_attempted(biz_id))
-                continue
-            try:
-                claim = self.service.queue.claim(biz_id)
-                if claim is None:
-                    with self.lock:
-                        self.waiting.add(biz_id)
-                    continue
-                handed = self.service.run_claim(claim, client, actor=self.actor,
-                                                slot=self.slots, storer=answers.put)
-                if handed is None:
-                    continue  # the batcher reports it once stored
-                outcome = handed
-            except Exception as exc:  # the database is away: this biz_id fails, not the run
-                log.error("fetch biz_id=%s failed (%s)", biz_id, type(exc).__name__)
-                outcome = FetchOutcome(biz_id, FAILED, "The database could not be reached "
-                                       f"({type(exc).__name__}); rerun to resume.")
-            self._done(outcome)
-
-    def run(self) -> None:
-        for biz_id in self.todo:
-            self.work.put(biz_id)
-        client = self.service.client()
-        answers = AnswerBatcher(self.service.store_answers, self._stored).start()
-        try:
-            with ThreadPoolExecutor(max_workers=self.threads,
-                                    thread_name_prefix="faceid-fetch") as pool:
-                for _ in range(self.threads):
-                    pool.submit(self._worker, client, answers)
-                try:
-                    self._watch()
-                finally:
-                    for _ in range(self.threads):
-                        self.work.put(None)
-        finally:
-            answers.close()
-        if self.skipped:
-            self.service.queue.abandon(self.skipped, "Not attempted: an earlier answer showed "
-                                       "every call would be refused.")
-
-    def _watch(self) -> None:
-        """Until every biz_id has an outcome: poll the jobs held elsewhere."""
-        pause = 0.05
-        while True:
-            with self.lock:
-                if len(self.finished) >= len(self.todo):
-                    return
-                waiting = set(self.waiting)
-            if not waiting:
-                time.sleep(0.02)
-                continue
-            time.sleep(pause)
-            pause = min(pause * 1.5, 0.5)
-            views = self.service.queue.jobs(waiting)
-            self.service.queue.expire_gone_holders(
-                {j.lease_owner for j in views.values() if j.state == RUNNING})
-            now = self.service.queue.db_time()
-            for biz_id, job in views.items():
-                if job.state != RUNNING and job.tries > self.seen.get(biz_id, 0):
-                    with self.lock:
-                        self.waiting.discard(biz_id)
-                    self._done(_outcome_of_other(job))
-                elif job.state != RUNNING or job.stale(now):
-                    # Free again (given back, or its holder died): try to claim it.
-                    with self.lock:
-                        self.waiting.discard(biz_id)
-                    self.work.put(biz_id)
-                    pause = 0.05
-
-
-def _outcome_of_other(job: JobView) -> FetchOutcome:
-    """What this caller reports for a job another process ran: it never read FaceID."""
-    status = job.last_status or FAILED
-    if status in (STORED, ALREADY, REFETCHED):
-        return FetchOutcome(job.biz_id, ALREADY, "Stored by another process at the same time; "
-                            "FaceID was not called by this one.", job.verification_id,
-                            job.last_code, job.last_http_status)
-    return FetchOutcome(job.biz_id, status,
-                        f"Another process tried it: {job.last_message or status}",
-                        None, job.last_code, job.last_http_status)
-
-
-def _not_attempted(biz_id: str) -> FetchOutcome:
-    return FetchOutcome(biz_id, FAILED, "Not attempted: an earlier answer showed every call "
-                        "would be refused.")
-
-
-def _status_of(exc: FaceIDError) -> str:
-    if isinstance(exc, ResultNotFound):
-        return NOT_FOUND
-    if isinstance(exc, (DataDestroyed, QuotaExhausted)):
-        return EXPIRED
-    return FAILED
-
-
 def pending_count(engine: Engine) -> int:
     """Bodies received but not yet processed (what a resume would finish)."""
     with Session(engine) as s:
@@ -993,15 +536,4 @@ def pending_count(engine: Engine) -> int:
                           .where(col(Inbox.processed_at).is_(None))).one())
 
 
-__all__ = [
-    "FetchOutcome",
-    "FetchService",
-    "FetchSummary",
-    "LedgerLog",
-    "LookupResult",
-    "QuotaInfo",
-    "actor_name",
-    "attempt_spent",
-    "biz_id_started",
-    "pending_count",
-]
+__all__ = ["FetchService", "pending_count"]

@@ -13,7 +13,7 @@ the database is the referee:
 - **Leases expire**: a holder renews its leases from a heartbeat thread while it waits on
   FaceID; a holder killed with ``kill -9`` stops renewing, and once ``lease_until`` passes the
   job can be claimed again. Whether that second run may spend a read is the ledger's call
-  (``faceid.fetching``): a crashed attempt counts as spent.
+  (``faceid.store.ledger``): a crashed attempt counts as spent.
 - **Slots** (``fetch_slots``): a request is sent only while holding one of
   ``FACEID_MAX_CONCURRENCY`` slot rows, so all processes together never have more calls in
   flight than the cap. A slot is held per HTTP attempt, not per job, so parsing and storing
@@ -22,29 +22,26 @@ the database is the referee:
   agree on whose lease has run out.
 
 Why a table of our own rather than a task-queue library: docs/decisions.md 23.
+
+This module holds ``FetchQueue`` (the jobs, and the heartbeat that renews its leases); beside
+it: ``fetch_jobs`` (the job states and the values the queue hands out), ``fetch_slots`` (the
+request-slot half, mixed into ``FetchQueue``) and ``leases`` (database clock, process identity).
 """
 
 from __future__ import annotations
 
-import functools
 import logging
-import os
-import secrets
-import socket
 import threading
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
     Boolean,
-    Connection,
     Engine,
     Float,
     and_,
     bindparam,
     case,
-    cast,
     false,
     func,
     or_,
@@ -55,12 +52,24 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.pool import StaticPool
 
 from faceid.store.db import reader
+from faceid.store.fetch_jobs import (
+    DONE,
+    FAILED,
+    QUEUED,
+    RUNNING,
+    STATES,
+    Claim,
+    Finished,
+    JobView,
+    Outcome,
+    QueueStatus,
+)
+from faceid.store.fetch_slots import RequestSlots
+from faceid.store.leases import db_now, default_owner, holder_is_gone
 from faceid.store.tables import FetchJob, FetchSlot, Inbox
 
 log = logging.getLogger(__name__)
 
-QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"
-STATES = (QUEUED, RUNNING, DONE, FAILED)
 #: Long enough to cover a FaceID call (15 s timeout) and a stalled heartbeat or two.
 DEFAULT_LEASE_S = 60.0
 _CHUNK = 500
@@ -70,156 +79,9 @@ S = FetchSlot.__table__.c
 I = Inbox.__table__.c  # noqa: E741 - the inbox's columns, beside J and S
 
 
-@functools.cache
-def db_now(dialect: str) -> Any:
-    """The database's clock as epoch seconds, as SQL (so every process uses the same clock).
-    Built once per dialect: it is in nearly every statement of the queue."""
-    if dialect == "postgresql":
-        # clock_timestamp(), not now(): now() is frozen at the start of the transaction.
-        return cast(func.extract("epoch", func.clock_timestamp()), Float)
-    return (func.julianday("now") - 2440587.5) * 86400.0
-
-
-def this_machine() -> str:
-    """Host name and PID namespace: two processes with the same value see each other's pids
-    (containers sharing a host name but not a PID namespace do not)."""
-    try:
-        namespace = os.stat("/proc/self/ns/pid").st_ino
-    except OSError:
-        namespace = 0
-    return f"{socket.gethostname()[:64]}/{namespace}"
-
-
-def default_owner() -> str:
-    """Who holds a lease: machine, pid and a random tag (a pid can be reused after a
-    restart)."""
-    return f"{this_machine()}:{os.getpid()}:{secrets.token_hex(3)}"
-
-
-def is_this_process(owner: str | None) -> bool:
-    """Whether ``owner`` names this process (any tag)."""
-    machine, _, _tag = (owner or "").rpartition(":")
-    machine, _, pid_text = machine.rpartition(":")
-    return machine == this_machine() and pid_text == str(os.getpid())
-
-
-def holder_is_gone(owner: str | None) -> bool:
-    """Whether ``owner`` is a process of this machine that no longer exists (killed with
-    ``kill -9``, crashed): its leases need not run out before its work is taken over. Any
-    doubt (another machine, a pid that exists, one we may not signal) answers False."""
-    if not owner:
-        return False
-    machine, _, rest = owner.rpartition(":")
-    machine, _, pid_text = machine.rpartition(":")
-    if machine != this_machine() or not pid_text.isdigit() or not rest:
-        return False
-    pid = int(pid_text)
-    if pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except OSError:
-        return False
-    return False
-
-
 def _chunks(items: list[str]) -> Iterator[list[str]]:
     for i in range(0, len(items), _CHUNK):
         yield items[i:i + _CHUNK]
-
-
-@dataclass(frozen=True, slots=True)
-class Claim:
-    """A job this process holds the lease of: it, and only it, may call FaceID for biz_id."""
-
-    job_id: int
-    biz_id: str
-    refetch: bool
-    tries: int
-    max_tries: int
-    requested_by: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class Finished:
-    """What ``finish`` left: the job's state, and whether callbacks wait on the outcome."""
-
-    state: str
-    callbacks_waiting: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """A run's outcome for ``finish_many`` (the arguments of ``finish``)."""
-
-    claim: Claim
-    ok: bool
-    status: str
-    message: str
-    code: str | None = None
-    http_status: int | None = None
-    verification_id: int | None = None
-    retry_in_s: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class JobView:
-    biz_id: str
-    state: str
-    tries: int
-    max_tries: int
-    requested_by: str | None
-    requested_at: float
-    lease_owner: str | None
-    lease_until: float | None
-    not_before: float | None
-    finished_at: float | None
-    last_status: str | None
-    last_code: str | None
-    last_http_status: int | None
-    last_message: str | None
-    verification_id: int | None
-
-    def stale(self, now: float) -> bool:
-        """Running, but its holder stopped renewing the lease (crashed, killed, cut off)."""
-        return self.state == RUNNING and (self.lease_until or 0) < now
-
-
-@dataclass(frozen=True, slots=True)
-class QueueStatus:
-    """What ``python -m faceid queue`` and the desk show about the fetch queue."""
-
-    now: float
-    counts: dict[str, int]
-    stale: int
-    #: Jobs due but waiting for a retry time (a callback's transient failure).
-    retry_waiting: int
-    slots_in_use: int
-    cap: int
-    #: The jobs a person may want to look at: running, queued, failed (newest first).
-    jobs: list[JobView]
-
-    @property
-    def active(self) -> int:
-        return self.counts.get(QUEUED, 0) + self.counts.get(RUNNING, 0)
-
-
-def describe_job(job: JobView, now: float) -> str:
-    """One plain line about a job (the ``queue`` verb and the desk's queue panel)."""
-    by = f"asked by {job.requested_by}" if job.requested_by else "asked"
-    tries = f"try {job.tries} of {job.max_tries}"
-    if job.state == RUNNING:
-        left = (job.lease_until or 0) - now
-        if left < 0:
-            return (f"STALE: {job.lease_owner} stopped renewing its lease {-left:.0f} s ago "
-                    f"({tries}, {by})")
-        return f"held by {job.lease_owner}, lease {left:.0f} s left ({tries}, {by})"
-    last = f"; last: {job.last_message}" if job.last_message else ""
-    if job.state == QUEUED and job.not_before is not None and job.not_before > now:
-        return f"retry in {job.not_before - now:.0f} s ({tries}, {by}){last}"
-    return f"{tries}, {by}{last}"
 
 
 def _view(row: Any) -> JobView:
@@ -229,7 +91,7 @@ def _view(row: Any) -> JobView:
                    row.last_message, row.verification_id)
 
 
-class FetchQueue:
+class FetchQueue(RequestSlots):
     """The fetch jobs and request slots of one database, seen from one process (``owner``).
 
     Thread-safe: the desk's sessions, a worker's threads and a batch's threads share one.
@@ -499,56 +361,6 @@ class FetchQueue:
         return QueueStatus(now, counts, int(stale), int(waiting), int(in_use), self.cap,
                            [_view(r) for r in rows])
 
-    # ------------------------------------------------------------------ slots
-
-    def ensure_slots(self) -> None:
-        """Create the slot rows this cap uses, once per process, in a transaction of its own
-        (inside the caller's, a rollback would undo them behind our back)."""
-        if self._slots_ready:
-            return
-        with self.engine.begin() as conn:
-            conn.execute(self._insert(FetchSlot.__table__).values(
-                [{"slot": i} for i in range(self.cap)]).on_conflict_do_nothing(
-                    index_elements=["slot"]))
-        self._slots_ready = True
-
-    def try_slot(self, conn: Connection, biz_id: str) -> int | None:
-        """Take a free request slot inside the caller's transaction (the ledger row goes in
-        the same one); None when all ``cap`` slots are held by live leases. Call
-        ``ensure_slots`` before that transaction begins, ``slot_taken`` after it commits."""
-        now = self._now()
-        free = or_(S.holder.is_(None), S.lease_until < now)
-        pick = (select(S.slot).where(S.slot < self.cap, free).order_by(S.slot).limit(1)
-                .with_for_update(skip_locked=True).cte("pick")
-                .prefix_with("MATERIALIZED", dialect="postgresql"))
-        slot = conn.execute(update(FetchSlot.__table__).where(S.slot == pick.c.slot, free)
-                            .values(holder=self.owner, biz_id=biz_id, acquired_at=now,
-                                    lease_until=now + self.lease_s)
-                            .returning(S.slot)).scalar()
-        return None if slot is None else int(slot)
-
-    def slot_taken(self, slot: int) -> None:
-        """After the taking transaction committed: renew the slot's lease from now on."""
-        self._hold(slots=[slot])
-
-    def free_slot(self, conn: Connection, slot: int) -> None:
-        """Give a slot back inside the caller's transaction (with the ledger's outcome)."""
-        conn.execute(update(FetchSlot.__table__)
-                     .where(S.slot == slot, S.holder == self.owner)
-                     .values(holder=None, biz_id=None, acquired_at=None, lease_until=None))
-
-    def slot_freed(self, slot: int) -> None:
-        """After the freeing transaction committed: wake this process's waiting threads."""
-        self._let_go(slots=[slot])
-        with self._slot_freed:
-            self._slot_freed.notify_all()
-
-    def wait_for_slot(self, timeout: float) -> None:
-        """Sleep until a slot of this process frees or ``timeout`` passes (another process's
-        release is only seen by trying again)."""
-        with self._slot_freed:
-            self._slot_freed.wait(timeout)
-
     # ------------------------------------------------------------------ leases
 
     def _hold(self, *, jobs: Iterable[int] = (), slots: Iterable[int] = ()) -> None:
@@ -604,22 +416,4 @@ class FetchQueue:
         self._stop.set()
 
 
-__all__ = [
-    "DEFAULT_LEASE_S",
-    "DONE",
-    "FAILED",
-    "QUEUED",
-    "RUNNING",
-    "Claim",
-    "FetchQueue",
-    "Finished",
-    "Outcome",
-    "JobView",
-    "QueueStatus",
-    "db_now",
-    "default_owner",
-    "describe_job",
-    "holder_is_gone",
-    "is_this_process",
-    "this_machine",
-]
+__all__ = ["DEFAULT_LEASE_S", "FetchQueue"]

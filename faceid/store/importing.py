@@ -21,11 +21,12 @@ reading it. The rest go to ``store.ingest_many``: their bodies are committed to 
 one transaction before the full parse (images, JPEG checks), then stored in one more. A crash
 loses nothing committed: the next import first finishes what the inbox holds, then skips what
 is stored.
+
+Reading and decoding the files is ``faceid.store.import_files``; this module batches and stores.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -34,37 +35,24 @@ from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPool
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from multiprocessing import get_context
-from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs
 
 from sqlalchemy import Engine
 
-from faceid.api.parse import loads_document, parse_document
+from faceid.api.parse import parse_document
 from faceid.core.errors import DocumentError
 from faceid.core.timeutil import utcnow
-from faceid.store import fetchqueue
+from faceid.store import leases
 from faceid.store import write as store
+from faceid.store.import_files import Document, Refusal, _documents, decode
 
 log = logging.getLogger(__name__)
 
-FOLDER_SUFFIXES = frozenset({".json", ".jsonl", ".form"})
-#: A get_result with every image is a few MB; anything far larger is not one.
-MAX_DOCUMENT_BYTES = 64 * 1024 * 1024
 #: A batch is stored in one transaction once it holds this many documents or bytes of bodies,
 #: whichever comes first. Past ~100 documents a bigger batch no longer pays (bench/README.md),
 #: and the byte bound keeps memory flat when the files are large.
 BATCH_DOCS = 500
 BATCH_BYTES = 8 * 1024 * 1024
-
-
-@dataclass(frozen=True, slots=True)
-class Refusal:
-    path: str
-    reason: str
-
-    def __str__(self) -> str:
-        return f"{self.path}: {self.reason}"
 
 
 @dataclass(slots=True)
@@ -115,7 +103,7 @@ def import_paths(engine: Engine, paths: Iterable[str | os.PathLike[str]], *, has
     """
     started = time.monotonic()
     report = ImportReport()
-    run = fetchqueue.default_owner()
+    run = leases.default_owner()
     _LIVE_RUNS.add(run)
     try:
         report.resumed = sum(1 for r in store.process_pending(
@@ -150,11 +138,11 @@ def _left_behind(receiver: str | None, received_at: datetime) -> bool:
 
     Without this, a run starting beside another would "resume" the other's batch in flight
     (stored once all the same, but reported as finished from an interrupted import)."""
-    if receiver is None or fetchqueue.holder_is_gone(receiver):
+    if receiver is None or leases.holder_is_gone(receiver):
         return True  # written before receivers were kept, or its process is gone
     if receiver in _LIVE_RUNS:
         return False
-    if fetchqueue.is_this_process(receiver):
+    if leases.is_this_process(receiver):
         return True  # a run of this process that stopped (an error, SystemExit)
     received = received_at if received_at.tzinfo else received_at.replace(tzinfo=UTC)
     return received < utcnow() - LEFT_BEHIND_AFTER
@@ -314,48 +302,6 @@ def _candidate(label: str, origin: str, raw: bytes, report: ImportReport) -> _Ca
         return None
 
 
-def decode(raw: bytes) -> tuple[bytes, dict[str, Any]]:
-    """(body to store, decoded document): the file itself, or a saved callback's ``data``.
-
-    Raises ``DocumentError`` with a plain reason (truncated JSON, not an object...).
-    """
-    stripped = raw.lstrip(b"\xef\xbb\xbf \t\r\n")
-    if stripped[:1] in (b"{", b"["):
-        doc = loads_document(raw)
-        if "data" in doc and "biz_info" not in doc and "error_message" not in doc:
-            body = _callback_data(doc.get("data"))
-            return body, loads_document(body)
-        return raw, doc
-    if stripped.startswith((b"data=", b"sign=")) or b"&data=" in stripped[:4096]:
-        try:
-            text = stripped.decode("utf-8")
-        except UnicodeDecodeError:
-            raise DocumentError("A form-encoded callback that is not UTF-8 text.") from None
-        try:
-            fields = parse_qs(text.strip(), keep_blank_values=True, max_num_fields=50)
-        except ValueError:
-            raise DocumentError("A form-encoded callback with too many fields.") from None
-        values = fields.get("data") or []
-        if len(values) != 1:
-            raise DocumentError("A form-encoded callback needs exactly one data= field.")
-        body = _callback_data(values[0])
-        return body, loads_document(body)
-    return raw, loads_document(raw)  # refuses, saying what is wrong
-
-
-def unwrap(raw: bytes) -> bytes:
-    """The get_result JSON inside ``raw`` (see ``decode``)."""
-    return decode(raw)[0]
-
-
-def _callback_data(data: Any) -> bytes:
-    if isinstance(data, str):
-        return data.encode("utf-8")
-    if isinstance(data, dict):
-        return json.dumps(data, ensure_ascii=False).encode("utf-8")
-    raise DocumentError("A saved callback whose data field is not a JSON string.")
-
-
 def _biz_id(doc: dict[str, Any]) -> str:
     biz = doc.get("biz_info")
     biz_id = biz.get("biz_id") if isinstance(biz, dict) else None
@@ -367,75 +313,4 @@ def _biz_id(doc: dict[str, Any]) -> str:
     raise DocumentError("biz_info.biz_id is missing or empty.")  # pragma: no cover
 
 
-# --------------------------------------------------------------------------- walking
-
-
-Document = tuple[str, str, bytes | Refusal]
-
-
-def _documents(paths: Iterable[str | os.PathLike[str]], report: ImportReport) -> Iterator[Document]:
-    """(label for messages, origin kept in the inbox, body or refusal), one at a time."""
-    for given in paths:
-        path = Path(given)
-        if path.is_dir():
-            for file in _walk(path):
-                report.files += 1
-                yield from _read(file)
-        elif path.is_file():
-            report.files += 1
-            yield from _read(path)
-        else:
-            yield str(path), str(path), Refusal(str(path), "no such file or folder")
-
-
-def count_files(paths: Iterable[str | os.PathLike[str]]) -> int:
-    """How many files ``import_paths`` will read (a listing: nothing is opened)."""
-    total = 0
-    for given in paths:
-        path = Path(given)
-        if path.is_dir():
-            total += sum(1 for _ in _walk(path))
-        elif path.is_file():
-            total += 1
-    return total
-
-
-def _walk(folder: Path) -> Iterator[Path]:
-    for root, dirs, files in os.walk(folder):
-        dirs.sort()
-        for name in sorted(files):
-            if Path(name).suffix.lower() in FOLDER_SUFFIXES:
-                yield Path(root) / name
-
-
-def _read(path: Path) -> Iterator[Document]:
-    label = str(path)
-    try:
-        size = path.stat().st_size
-        if path.suffix.lower() == ".jsonl":
-            yield from _read_lines(path)
-            return
-        if size > MAX_DOCUMENT_BYTES:
-            yield label, label, Refusal(label, f"larger than {MAX_DOCUMENT_BYTES >> 20} MiB")
-            return
-        body = path.read_bytes()
-    except OSError as exc:
-        yield label, label, Refusal(label, f"cannot be read ({exc.strerror or 'I/O error'})")
-        return
-    yield label, label, body
-
-
-def _read_lines(path: Path) -> Iterator[Document]:
-    with path.open("rb") as fh:
-        for number, line in enumerate(fh, start=1):
-            label = f"{path}:{number}"
-            if not line.strip():
-                continue
-            if len(line) > MAX_DOCUMENT_BYTES:
-                yield label, label, Refusal(label, "line too long")
-                continue
-            yield label, label, line
-
-
-__all__ = ["FOLDER_SUFFIXES", "ImportReport", "Refusal", "count_files", "decode", "import_paths",
-           "unwrap"]
+__all__ = ["ImportReport", "import_paths"]

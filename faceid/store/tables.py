@@ -187,7 +187,7 @@ class FetchJob(SQLModel, table=True):
     lease_until: float | None = None
     started_at: float | None = None
     finished_at: float | None = None
-    #: The last run's outcome (``faceid.store.fetching.FetchOutcome``): status, code, message.
+    #: The last run's outcome (``faceid.store.fetch_outcomes.FetchOutcome``): status, code, message.
     last_status: str | None = Field(default=None, max_length=32)
     last_code: str | None = Field(default=None, max_length=64)
     last_http_status: int | None = None
@@ -226,7 +226,7 @@ class Inbox(SQLModel, table=True):
     body_sha256: str = Field(max_length=64, index=True)
     processed_at: datetime | None = None
     error: str | None = Field(default=None, max_length=1024)
-    #: The process (``fetchqueue.default_owner()`` form) that received the body, when it may
+    #: The process (``leases.default_owner()`` form) that received the body, when it may
     #: leave it for a later run to finish: an import resumes only rows whose receiver is gone,
     #: never those of an import still running elsewhere.
     receiver: str | None = Field(default=None, max_length=128)

@@ -18,8 +18,9 @@ import time
 
 from faceid.api.client import FaceIDClient
 from faceid.store.answer_batches import AnswerBatcher
-from faceid.store.fetching import FetchOutcome, FetchService, JobState, Received
-from faceid.store.fetchqueue import Claim
+from faceid.store.fetch_jobs import Claim
+from faceid.store.fetch_outcomes import FetchOutcome, JobState, Received
+from faceid.store.fetching import FetchService
 
 log = logging.getLogger(__name__)
 

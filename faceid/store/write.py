@@ -30,15 +30,11 @@ from typing import Any
 from sqlalchemy import Connection, Engine, bindparam, insert, select, update
 from sqlalchemy.exc import DataError, IntegrityError
 
-from faceid.api import vocab
-from faceid.api.model import GetResult
-from faceid.api.parse import loads_document, parse_document
-from faceid.api.rawdoc import elide_images
-from faceid.core.errors import DocumentError
-from faceid.core.timeutil import from_unix, utcnow
-from faceid.store import audit, summary
+from faceid.core.timeutil import utcnow
+from faceid.store import audit
 from faceid.store import export_lines as export
 from faceid.store.db import insert_numbered, reader
+from faceid.store.prepare import _BIZ_ID_MAX, _Case, _parse, _Pending, _prepare
 from faceid.store.tables import Inbox, RawResponse, StoredImage, Verification
 
 log = logging.getLogger(__name__)
@@ -47,10 +43,9 @@ log = logging.getLogger(__name__)
 #: importer sizes its own batches (by count and bytes).
 BATCH_SIZE = 200
 #: Column widths the inbox and the verification must fit (PostgreSQL enforces them; SQLite
-#: does not, so the store checks them itself and both databases behave the same).
-_BIZ_ID_MAX = Verification.__table__.c.biz_id.type.length or 256
+#: does not, so the store checks them itself and both databases behave the same); the
+#: biz_id's, ``_BIZ_ID_MAX``, is in ``prepare``.
 _ORIGIN_MAX = Inbox.__table__.c.origin.type.length or 1024
-_CHUNK = 16  # documents per task sent to a parsing process: amortises the round trip
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,29 +127,6 @@ def process_pending(engine: Engine, *, hash_key: bytes, source: str | None = Non
 
 
 # --------------------------------------------------------------------------- batch calls
-
-
-@dataclass(slots=True)
-class _Pending:
-    """An inbox row to parse and store (its body committed)."""
-
-    inbox_id: int
-    source: str
-    received_at: datetime
-    body: bytes
-    body_sha256: str
-    doc: dict[str, Any] | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class _Case:
-    """A parsed body, as the rows it becomes (no verification id yet)."""
-
-    biz_id: str
-    columns: dict[str, Any]
-    raw_body: str
-    images: list[dict[str, Any]]
-    flags: int
 
 
 def receive_many(engine: Engine, bodies: Sequence[Body]) -> list[int]:
@@ -294,47 +266,6 @@ def _store(engine: Engine, pending: list[_Pending], hash_key: bytes,
                   actor)
 
 
-def _parse(pending: list[_Pending], hash_key: bytes,
-           executor: Executor | None) -> Iterator[_Case | str]:
-    if executor is not None and len(pending) > 1:
-        # The worker decodes the JSON again: sending the bytes costs a copy, pickling the
-        # decoded document costs more than decoding it there. map() submits every chunk now
-        # and returns at once; the results are collected in order when iterated.
-        return executor.map(_prepare_body, [p.body for p in pending],
-                            itertools.repeat(hash_key), chunksize=_CHUNK)
-    # Here: lazily, when the batch is stored, so a batch waiting for its turn does not hold
-    # its parsed rows beside its bodies.
-    return (_prepare(p.body, p.doc, hash_key) for p in pending)
-
-
-def _prepare_body(body: bytes, hash_key: bytes) -> _Case | str:
-    """``_prepare`` as a process pool calls it (module level, so it pickles by name)."""
-    return _prepare(body, None, hash_key)
-
-
-def _prepare(body: bytes, doc: dict[str, Any] | None, hash_key: bytes) -> _Case | str:
-    """Parse one body into the rows to insert, or say why it is not a result. Never raises:
-    a parser bug must cost one document, not the batch (and its text could quote the
-    document, so only the type is kept)."""
-    try:
-        if doc is None:
-            doc = loads_document(body)
-        parsed = parse_document(doc)
-        if len(parsed.biz_id) > _BIZ_ID_MAX:
-            return f"biz_info.biz_id is longer than {_BIZ_ID_MAX} characters."
-        raw_body = json.dumps(elide_images(doc, image_refs(parsed)), ensure_ascii=False)
-        columns = summary.columns(parsed, hash_key)
-        columns["verified_at"] = from_unix(parsed.verify_time)
-        images = [{"kind": img.kind, "sha256": img.sha256, "size": img.size,
-                   "width": img.width, "height": img.height, "mime": img.mime,
-                   "error": img.error, "data": img.data} for img in parsed.all_images()]
-        return _Case(parsed.biz_id, columns, raw_body, images, len(parsed.flags))
-    except DocumentError as exc:
-        return str(exc)
-    except Exception as exc:
-        log.error("a document could not be parsed (%s); kept in the inbox", type(exc).__name__)
-        return f"could not be parsed ({type(exc).__name__})"
-
 
 def _write(engine: Engine, batch: list[tuple[_Pending, _Case | str]],
            actor: str) -> dict[int, Stored]:
@@ -459,17 +390,6 @@ def _insert_rows(conn: Connection, cases: list[tuple[_Pending, _Case]],
 
 
 # --------------------------------------------------------------------------- reading
-
-
-def image_refs(parsed: GetResult) -> dict[str, str]:
-    """Response key -> sha256 of each image the parser already decoded (saves a second
-    decode in ``elide_images``)."""
-    refs = {vocab.IMAGE_KEYS.get(kind, f"image_{kind}"): img.sha256
-            for kind, img in parsed.images.items() if img.ok and img.sha256}
-    mf = parsed.multifaces_image
-    if mf is not None and mf.ok and mf.sha256:
-        refs["multifaces_image"] = mf.sha256
-    return refs
 
 
 def raw_document(engine: Engine, biz_id: str) -> dict | None:

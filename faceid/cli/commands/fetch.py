@@ -27,7 +27,8 @@ from faceid.core.config import (
     load_settings,
 )
 from faceid.core.errors import ConfigError
-from faceid.store.fetching import FetchOutcome, FetchService
+from faceid.store.fetch_outcomes import FetchOutcome
+from faceid.store.fetching import FetchService
 
 SIMULATOR_HINT = ("start one with `python -m faceid simulate --port 8900` and set "
                   "FACEID_BASE_URL=http://127.0.0.1:8900")

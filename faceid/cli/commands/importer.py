@@ -16,7 +16,8 @@ from tqdm import tqdm
 from faceid.accounts.users import cli_actor
 from faceid.cli.commands import open_engine
 from faceid.core.config import load_settings
-from faceid.store.importing import ImportReport, count_files, import_paths
+from faceid.store.import_files import count_files
+from faceid.store.importing import ImportReport, import_paths
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -12,7 +12,8 @@ import argparse
 
 from faceid.cli.commands import open_engine
 from faceid.core.config import load_settings
-from faceid.store.fetchqueue import FetchQueue, QueueStatus, describe_job
+from faceid.store.fetch_jobs import QueueStatus, describe_job
+from faceid.store.fetchqueue import FetchQueue
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -1,0 +1,176 @@
+"""``FetchService.fetch_many``'s batch: worker threads that claim its jobs and run them
+(``_Batch``), the batch's own in-flight slots (``_Slot``), and the stop that a refusal
+hitting every call (bad credentials) sets.
+
+Apart from ``faceid.store.fetching`` because the service imports this module: the service is
+typed here by what a batch needs of it (``BatchService``), never imported.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
+from typing import Any, Protocol
+
+from faceid.api.client import FaceIDClient
+from faceid.core.errors import AuthenticationError, AuthorizationError
+from faceid.store.answer_batches import AnswerBatcher
+from faceid.store.fetch_jobs import RUNNING, Claim
+from faceid.store.fetch_outcomes import (
+    FAILED,
+    AnswerSink,
+    FetchOutcome,
+    Received,
+    _not_attempted,
+    _outcome_of_other,
+)
+from faceid.store.fetchqueue import FetchQueue
+
+log = logging.getLogger(__name__)
+
+#: Errors that will fail every other biz_id of a batch the same way: stop calling.
+_FATAL = (AuthenticationError, AuthorizationError)
+
+
+class BatchService(Protocol):
+    """What a batch uses of ``faceid.store.fetching.FetchService``."""
+
+    queue: FetchQueue
+
+    def client(self) -> FaceIDClient: ...
+
+    def run_claim(self, claim: Claim, client: FaceIDClient, *, actor: str | None = None,
+                  slot: AbstractContextManager[Any] | None = None,
+                  storer: AnswerSink | None = None) -> FetchOutcome | None: ...
+
+    def store_answers(self, received: list[Received]) -> list[FetchOutcome]: ...
+
+
+class _Stopped(Exception):
+    """A batch was told to stop calling FaceID (an earlier answer refused every call)."""
+
+
+class _Slot:
+    """One of the batch's in-flight request slots. A refusal that will hit every call (bad
+    credentials) stops the batch *before* the slot is released, and a stopped batch hands out
+    no more slots: no worker sends a call known to be refused."""
+
+    def __init__(self, size: int, stop: threading.Event) -> None:
+        self._sem, self._stop = threading.BoundedSemaphore(max(1, size)), stop
+
+    def __enter__(self) -> None:
+        self._sem.acquire()
+        if self._stop.is_set():
+            self._sem.release()
+            raise _Stopped
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: object) -> None:
+        if isinstance(exc, _FATAL):
+            self._stop.set()
+        self._sem.release()
+
+class _Batch:
+    """One ``fetch_many`` run: worker threads claim its jobs; the calling thread watches the
+    jobs other processes hold and hands back any whose lease lapses."""
+
+    def __init__(self, service: BatchService, todo: list[str], seen: dict[str, int],
+                 actor: str, concurrency: int, report: Callable[[FetchOutcome], None]) -> None:
+        self.service, self.todo, self.seen, self.actor = service, todo, seen, actor
+        self.threads = 2 * max(1, concurrency)
+        self.report = report
+        self.stop = threading.Event()
+        self.slots = _Slot(concurrency, self.stop)
+        self.work: queue.Queue[str | None] = queue.Queue()
+        self.lock = threading.Lock()
+        self.waiting: set[str] = set()
+        self.finished: set[str] = set()
+        self.skipped: list[str] = []
+
+    def _done(self, outcome: FetchOutcome) -> None:
+        with self.lock:
+            self.finished.add(outcome.biz_id)
+        self.report(outcome)
+
+    def _stored(self, received: Received, outcome: FetchOutcome) -> None:
+        self._done(outcome)
+
+    def _worker(self, client: FaceIDClient, answers: AnswerBatcher) -> None:
+        while (biz_id := self.work.get()) is not None:
+            if self.stop.is_set():
+                with self.lock:
+                    self.skipped.append(biz_id)
+                self._done(_not_attempted(biz_id))
+                continue
+            try:
+                claim = self.service.queue.claim(biz_id)
+                if claim is None:
+                    with self.lock:
+                        self.waiting.add(biz_id)
+                    continue
+                handed = self.service.run_claim(claim, client, actor=self.actor,
+                                                slot=self.slots, storer=answers.put)
+                if handed is None:
+                    continue  # the batcher reports it once stored
+                outcome = handed
+            except Exception as exc:  # the database is away: this biz_id fails, not the run
+                log.error("fetch biz_id=%s failed (%s)", biz_id, type(exc).__name__)
+                outcome = FetchOutcome(biz_id, FAILED, "The database could not be reached "
+                                       f"({type(exc).__name__}); rerun to resume.")
+            self._done(outcome)
+
+    def run(self) -> None:
+        for biz_id in self.todo:
+            self.work.put(biz_id)
+        client = self.service.client()
+        answers = AnswerBatcher(self.service.store_answers, self._stored).start()
+        try:
+            with ThreadPoolExecutor(max_workers=self.threads,
+                                    thread_name_prefix="faceid-fetch") as pool:
+                for _ in range(self.threads):
+                    pool.submit(self._worker, client, answers)
+                try:
+                    self._watch()
+                finally:
+                    for _ in range(self.threads):
+                        self.work.put(None)
+        finally:
+            answers.close()
+        if self.skipped:
+            self.service.queue.abandon(self.skipped, "Not attempted: an earlier answer showed "
+                                       "every call would be refused.")
+
+    def _watch(self) -> None:
+        """Until every biz_id has an outcome: poll the jobs held elsewhere."""
+        pause = 0.05
+        while True:
+            with self.lock:
+                if len(self.finished) >= len(self.todo):
+                    return
+                waiting = set(self.waiting)
+            if not waiting:
+                time.sleep(0.02)
+                continue
+            time.sleep(pause)
+            pause = min(pause * 1.5, 0.5)
+            views = self.service.queue.jobs(waiting)
+            self.service.queue.expire_gone_holders(
+                {j.lease_owner for j in views.values() if j.state == RUNNING})
+            now = self.service.queue.db_time()
+            for biz_id, job in views.items():
+                if job.state != RUNNING and job.tries > self.seen.get(biz_id, 0):
+                    with self.lock:
+                        self.waiting.discard(biz_id)
+                    self._done(_outcome_of_other(job))
+                elif job.state != RUNNING or job.stale(now):
+                    # Free again (given back, or its holder died): try to claim it.
+                    with self.lock:
+                        self.waiting.discard(biz_id)
+                    self.work.put(biz_id)
+                    pause = 0.05
+
