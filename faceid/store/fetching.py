@@ -17,8 +17,9 @@ desk is the system of record and every read is precious:
   Every path (``fetch``, ``fetch_many``, the ``Worker``) goes through ``run_claim``.
 
 This module holds ``FetchService``; beside it: ``quota`` (what the ledger leaves to read),
-``ledger`` (``LedgerLog``), ``fetch_outcomes`` (``FetchOutcome``, ``FetchSummary`` and the
-values passed between threads) and ``fetch_batch`` (``fetch_many``'s threads).
+``ledger`` (``LedgerLog``), ``fetch_reads`` (quota, pre-fetch state, look-up: the read-only
+half of the service), ``fetch_outcomes`` (``FetchOutcome``, ``FetchSummary`` and the values
+passed between threads) and ``fetch_batch`` (``fetch_many``'s threads).
 """
 
 from __future__ import annotations
@@ -28,12 +29,11 @@ import hashlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager, nullcontext
-from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func
+from sqlalchemy import Engine, func
 from sqlmodel import Session, col, select
 
 from faceid.api.client import RETURN_IMAGE_ALL, FaceIDClient
@@ -47,7 +47,6 @@ from faceid.core.errors import (
     RequestRefused,
     TransportError,
 )
-from faceid.core.timeutil import from_unix
 from faceid.store import audit, fetch_jobs
 from faceid.store import write as store
 from faceid.store.db import reader
@@ -65,24 +64,23 @@ from faceid.store.fetch_outcomes import (
     FetchOutcome,
     FetchSummary,
     JobState,
-    LookupResult,
     Received,
     _not_attempted,
     _outcome_of_other,
     _status_of,
     actor_name,
 )
+from faceid.store.fetch_reads import FetchReads
 from faceid.store.fetchqueue import FetchQueue
 from faceid.store.ledger import LedgerLog
-from faceid.store.quota import QuotaInfo, quota_of
-from faceid.store.tables import FetchAttempt, FetchJob, Inbox, RawResponse, Verification
+from faceid.store.tables import FetchAttempt, FetchJob, Inbox
 
 log = logging.getLogger(__name__)
 
 _FA = FetchAttempt.__table__.c
 
 
-class FetchService:
+class FetchService(FetchReads):
     """Reads results from FaceID into the store, spending the quota as little as possible."""
 
     def __init__(self, engine: Engine, client_factory: Callable[[], FaceIDClient],
@@ -108,89 +106,6 @@ class FetchService:
 
     def client(self) -> FaceIDClient:
         return self._client_factory()
-
-    # ------------------------------------------------------------------ read-only
-
-    def now(self) -> datetime:
-        dt = from_unix(self._clock())
-        assert dt is not None
-        return dt
-
-    def quota(self, biz_id: str) -> QuotaInfo:
-        with self._reader.connect() as conn:
-            return self._quota(conn, biz_id)
-
-    def _quota(self, conn: Connection, biz_id: str) -> QuotaInfo:
-        rows = conn.execute(select(_FA.outcome, _FA.http_status, _FA.started_at)
-                            .where(_FA.biz_id == biz_id).order_by(_FA.id)).all()
-        return self._quota_of(biz_id, rows)
-
-    def _quota_of(self, biz_id: str, rows: Sequence[Any]) -> QuotaInfo:
-        """The quota from a biz_id's ledger rows (outcome, http_status, started_at), in order."""
-        return quota_of(biz_id, rows, self.now())
-
-    def states(self, biz_ids: Sequence[str]) -> dict[str, JobState]:
-        """What a run needs to know before calling FaceID for each biz_id, in one read
-        transaction of three queries whatever their number (a worker asks for each batch it
-        claims): whether it is stored, its quota, and any answer received but never stored."""
-        wanted = list(dict.fromkeys(biz_ids))
-        stored: dict[str, tuple[int, str | None]] = {}
-        ledger: dict[str, list[Any]] = {b: [] for b in wanted}
-        leftover: dict[str, int] = {}
-        v, raw, inbox = Verification.__table__, RawResponse.__table__, Inbox.__table__
-        with self._reader.connect() as conn:
-            for i in range(0, len(wanted), 500):
-                part = wanted[i:i + 500]
-                stored.update((r[0], (r[1], r[2])) for r in conn.execute(
-                    select(v.c.biz_id, v.c.id, raw.c.original_sha256)
-                    .select_from(v.outerjoin(raw, raw.c.verification_id == v.c.id))
-                    .where(v.c.biz_id.in_(part))))
-                for r in conn.execute(select(_FA.biz_id, _FA.outcome, _FA.http_status,
-                                             _FA.started_at)
-                                      .where(_FA.biz_id.in_(part)).order_by(_FA.id)):
-                    ledger[r[0]].append(r[1:])
-                for biz_id, inbox_id in conn.execute(
-                        select(inbox.c.biz_id, func.min(inbox.c.id))
-                        .where(inbox.c.biz_id.in_(part), inbox.c.source == "api",
-                               inbox.c.processed_at.is_(None))
-                        .group_by(inbox.c.biz_id)):
-                    leftover[biz_id] = inbox_id
-        out: dict[str, JobState] = {}
-        for b in wanted:
-            vid, sha = stored.get(b, (None, None))
-            out[b] = JobState(vid, sha, self._quota_of(b, ledger[b]),
-                              None if vid is not None else leftover.get(b))
-        return out
-
-    def _state(self, biz_id: str, *, leftover: list[int] | None = None
-               ) -> tuple[int | None, str | None, QuotaInfo]:
-        """(verification id, stored body sha256, quota) in one read transaction. With
-        ``leftover``, also appends the inbox id of an answer received for this biz_id but
-        never stored (an interrupted run's)."""
-        st = self.states([biz_id])[biz_id]
-        if leftover is not None and st.leftover is not None:
-            leftover.append(st.leftover)
-        return st.verification_id, st.stored_sha256, st.quota
-
-    def lookup(self, biz_id: str, actor: str | Any) -> LookupResult:
-        """Store first; if the biz_id is not stored, say what a fetch would cost. No API call."""
-        biz_id = biz_id.strip()
-        vid, _, q = self._state(biz_id)
-        log.debug("lookup biz_id=%s by %s stored=%s", biz_id, actor_name(actor),
-                  vid is not None)
-        if vid is not None:
-            return LookupResult(biz_id, True, vid, q, "Already in the desk's store.")
-        msg = f"Not in the store yet. FaceID: {q.describe()}"
-        job = self.queue.job(biz_id)
-        busy = (job is not None and job.state == RUNNING
-                and not job.stale(self.queue.db_time()))
-        if busy:
-            assert job is not None
-            msg += (f" Being fetched right now by {job.lease_owner}: a fetch from here waits "
-                    "for it and spends no read of its own.")
-        elif q.can_read:
-            msg += " Fetching spends one read."
-        return LookupResult(biz_id, False, None, q, msg, fetching_elsewhere=busy)
 
     # ------------------------------------------------------------------ fetching
 
