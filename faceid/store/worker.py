@@ -36,7 +36,8 @@ class Worker:
     """A dispatcher thread claims due jobs — as many as there are idle run threads, in one
     transaction — and ``threads`` run threads run them. One poll per process, not one per idle
     thread: many idle workers would otherwise keep the database (SQLite's single writer above
-    all) busy answering "nothing to do"."""
+    all) busy answering "nothing to do". The run threads only wait on FaceID and commit each
+    answer to the inbox; one ``AnswerBatcher`` thread stores them in batches (decision 27)."""
 
     def __init__(self, fetcher: FetchService, *, threads: int | None = None,
                  idle_s: float = DEFAULT_IDLE_S, name: str = "worker",
