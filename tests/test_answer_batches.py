@@ -259,3 +259,45 @@ def test_the_writer_lock_is_given_back_on_rollback_and_times_out_like_sqlite(
     with engine.connect() as conn:
         assert sorted(conn.execute(text("SELECT n FROM t")).scalars()) == [2, 3]
     engine.dispose()
+
+
+def test_a_database_fault_when_recording_an_attempt_never_leaves_its_slot_renewed(
+        mt_engine, monkeypatch) -> None:
+    """``after`` cannot write (the database is away) and neither can ``abort``: the slot must
+    not stay in the heartbeat's set for as long as the process lives; its lease runs out."""
+    from faceid.store.ledger import LedgerLog
+
+    q = FetchQueue(mt_engine, cap=1)
+    ledger = LedgerLog(mt_engine, "ops", time.time, q)
+    token = ledger.before("b-1", 1)
+    assert q.held()[1] == {0}
+
+    class Away:
+        def begin(self):
+            raise OperationalError("BEGIN", None, Exception("server closed the connection"))
+
+    monkeypatch.setattr(ledger, "_engine", Away())
+    with pytest.raises(OperationalError):
+        ledger.after(token, "NETWORK_ERROR", None)
+    assert q.held()[1] == {0}  # still ours: abort tries again
+    with pytest.raises(OperationalError):
+        ledger.abort()
+    assert q.held() == (set(), set())
+    monkeypatch.undo()
+    ledger.abort()  # nothing left to do
+
+
+def test_abort_writes_a_pending_ok_and_frees_the_slot(mt_engine) -> None:
+    from faceid.store.ledger import LedgerLog
+
+    q = FetchQueue(mt_engine, cap=1)
+    ledger = LedgerLog(mt_engine, "ops", time.time, q)
+    token = ledger.before("b-2", 1)
+    ledger.after(token, "OK", 200)  # waits for keep, which never comes
+    ledger.abort()
+    with Session(mt_engine) as s:
+        assert s.exec(select(FetchAttempt.outcome, FetchAttempt.http_status)).all() == [
+            ("OK", 200)]
+        assert s.exec(select(func.count()).select_from(FetchSlot)
+                      .where(FetchSlot.holder.is_not(None))).one()[0] == 0
+    assert q.held() == (set(), set())

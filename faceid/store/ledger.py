@@ -34,9 +34,8 @@ class LedgerLog:
         self._engine, self._actor, self._clock = engine, actor, clock
         self._queue = fetch_queue
         self._slot: int | None = None
-        self._freed: int | None = None
-        #: An ``OK`` outcome not yet written (see ``after``).
-        self._ok: tuple[Any, int | None] | None = None
+        #: (token, outcome, http_status) of the last attempt until its row is written.
+        self._pending: tuple[Any, str, int | None] | None = None
         self.calls = 0
         self.last_outcome: str | None = None
         self.last_status: int | None = None
@@ -81,51 +80,53 @@ class LedgerLog:
         written in the transaction that commits the answer to the inbox (one commit, not
         two, while the slot is held); ``abort`` writes it if that never comes."""
         self.last_outcome, self.last_status = outcome, http_status
-        self._ok = (token, http_status) if outcome == "OK" else None
-        if self._ok is None:
+        self._pending = (token, outcome, http_status)
+        if outcome != "OK":
             with self._engine.begin() as conn:
-                self._write(conn, token, outcome, http_status)
-            self._slot_freed()
+                self._write(conn)
+            self._written()
 
     def keep(self, conn: Connection) -> None:
         """``store.start_ingest(also=...)``: write the pending ``OK`` beside the answer."""
-        if self._ok is not None:
-            token, http_status = self._ok
-            self._ok = None
-            self._write(conn, token, "OK", http_status)
+        if self._pending is not None:
+            self._write(conn)
 
     def kept(self) -> None:
-        """After ``keep``'s transaction committed: wake local waiters for the slot."""
-        self._slot_freed()
+        """After ``keep``'s transaction committed."""
+        self._written()
 
-    def _write(self, conn: Connection, token: Any, outcome: str,
-               http_status: int | None) -> None:
+    def _write(self, conn: Connection) -> None:
+        assert self._pending is not None
+        token, outcome, http_status = self._pending
         conn.execute(update(FetchAttempt.__table__).where(_FA.id == token).values(
             outcome=outcome, http_status=http_status, finished_at=self._now()))
         if self._slot is not None and self._queue is not None:
             self._queue.free_slot(conn, self._slot)
-            self._freed = self._slot
-            self._slot = None
 
-    def _slot_freed(self) -> None:
-        freed, self._freed = self._freed, None
-        if freed is not None and self._queue is not None:
-            self._queue.slot_freed(freed)
+    def _written(self) -> None:
+        """The outcome is written, or ``abort`` gave up on it: the slot is no longer ours to
+        renew (if its row could not be freed, its lease runs out), and this process's
+        threads waiting for a slot are woken."""
+        self._pending = None
+        slot, self._slot = self._slot, None
+        if slot is not None and self._queue is not None:
+            self._queue.slot_freed(slot)
 
     def abort(self) -> None:
-        """Give back a slot whose outcome was never written (an unexpected exception
-        mid-call, or an answer that never reached ``keep``)."""
-        if self._slot is None and self._ok is None:
+        """Write an outcome and free a slot that were left pending (an unexpected exception
+        mid-call, an answer that never reached ``keep``, a database fault in ``after``).
+        Whatever happens here, the slot is let go: never renewed for as long as this process
+        lives."""
+        if self._slot is None and self._pending is None:
             return
-        with self._engine.begin() as conn:
-            if self._ok is not None:
-                token, http_status = self._ok
-                self._ok = None
-                self._write(conn, token, "OK", http_status)
-            elif self._slot is not None and self._queue is not None:
-                self._queue.free_slot(conn, self._slot)
-                self._freed, self._slot = self._slot, None
-        self._slot_freed()
+        try:
+            with self._engine.begin() as conn:
+                if self._pending is not None:
+                    self._write(conn)
+                elif self._slot is not None and self._queue is not None:
+                    self._queue.free_slot(conn, self._slot)
+        finally:
+            self._written()
 
 
 _FA = FetchAttempt.__table__.c
