@@ -198,12 +198,13 @@ def test_states_reads_a_batch_as_one_biz_id_at_a_time_would(mt_engine, sim, clie
     store.receive(mt_engine, b"{}", source="api", biz_id=left)
     batch = service.states([stored, spent, left, new])
     for biz_id in (stored, spent, left, new):
-        one: list[int] = []
-        vid, sha, quota = service._state(biz_id, leftover=one)
+        one = service.state(biz_id)
+        quota = service.quota(biz_id)  # the ledger read on its own
         st = batch[biz_id]
-        assert (st.verification_id, st.stored_sha256) == (vid, sha)
+        assert (st.verification_id, st.stored_sha256) == (one.verification_id,
+                                                          one.stored_sha256)
         assert (st.quota.reads_used, st.quota.attempts) == (quota.reads_used, quota.attempts)
-        assert st.leftover == (one[0] if one else None)
+        assert st.leftover == one.leftover
     assert batch[stored].verification_id is not None and batch[spent].quota.reads_used == 2
     assert batch[left].leftover is not None and batch[new].leftover is None
 

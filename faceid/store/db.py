@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, Table, event, func, insert, select
 from sqlalchemy.engine import make_url
@@ -24,6 +24,8 @@ from sqlmodel import create_engine
 from faceid.core.errors import ConfigError
 
 SQLITE_BUSY_TIMEOUT_S = 15
+
+T = TypeVar("T")
 
 
 def normalise_url(url: str) -> str:
@@ -133,6 +135,17 @@ def _let_writer_go(info: dict[str, Any]) -> None:
     lock = info.pop(_WRITER_KEY, None)
     if lock is not None:
         lock.release()
+
+
+#: Values per ``IN (...)`` list: far under every driver's bound-parameter limit (SQLite's
+#: 32766, PostgreSQL's 65535) whatever else the statement binds.
+IN_CHUNK = 500
+
+
+def chunks(items: Sequence[T], size: int = IN_CHUNK) -> Iterator[Sequence[T]]:
+    """``items`` in slices of ``size``, for ``IN (...)`` queries over any number of keys."""
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
 
 
 def insert_numbered(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> list[int]:

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, func, select
 
 from faceid.core.timeutil import from_unix
+from faceid.store.db import chunks
 from faceid.store.fetch_jobs import RUNNING
 from faceid.store.fetch_outcomes import JobState, LookupResult, actor_name
 from faceid.store.fetchqueue import FetchQueue
@@ -58,8 +59,7 @@ class FetchReads:
         leftover: dict[str, int] = {}
         v, raw, inbox = Verification.__table__, RawResponse.__table__, Inbox.__table__
         with self._reader.connect() as conn:
-            for i in range(0, len(wanted), 500):
-                part = wanted[i:i + 500]
+            for part in chunks(wanted):
                 stored.update((r[0], (r[1], r[2])) for r in conn.execute(
                     select(v.c.biz_id, v.c.id, raw.c.original_sha256)
                     .select_from(v.outerjoin(raw, raw.c.verification_id == v.c.id))
@@ -81,20 +81,15 @@ class FetchReads:
                               None if vid is not None else leftover.get(b))
         return out
 
-    def _state(self, biz_id: str, *, leftover: list[int] | None = None
-               ) -> tuple[int | None, str | None, QuotaInfo]:
-        """(verification id, stored body sha256, quota) in one read transaction. With
-        ``leftover``, also appends the inbox id of an answer received for this biz_id but
-        never stored (an interrupted run's)."""
-        st = self.states([biz_id])[biz_id]
-        if leftover is not None and st.leftover is not None:
-            leftover.append(st.leftover)
-        return st.verification_id, st.stored_sha256, st.quota
+    def state(self, biz_id: str) -> JobState:
+        """``states`` for one biz_id."""
+        return self.states([biz_id])[biz_id]
 
     def lookup(self, biz_id: str, actor: str | Any) -> LookupResult:
         """Store first; if the biz_id is not stored, say what a fetch would cost. No API call."""
         biz_id = biz_id.strip()
-        vid, _, q = self._state(biz_id)
+        st = self.state(biz_id)
+        vid, q = st.verification_id, st.quota
         log.debug("lookup biz_id=%s by %s stored=%s", biz_id, actor_name(actor),
                   vid is not None)
         if vid is not None:

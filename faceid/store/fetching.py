@@ -7,9 +7,10 @@ desk is the system of record and every read is precious:
   refetch is refused (``QuotaExhausted``) when the ledger shows no read left or the window shut;
 - every attempt is written to the ``fetch_attempts`` ledger and committed *before* the request
   goes out (``LedgerLog.before``), so a crash mid-request still counts as a spent read;
-- the 200 body is committed to the inbox (``store.ingest_many``) before anything parses it,
-  then stored; a body left in the inbox by a crash in between is stored by the next run for
-  that biz_id (or ``finish_received_answers``) instead of reading FaceID again;
+- the 200 body is committed to the inbox (``store.start_ingest``, with the ledger's outcome)
+  before anything parses it, then stored (``finish_ingest``; by a worker in batches); a body
+  left in the inbox by a crash in between is stored by the next run for that biz_id (or
+  ``finish_received_answers``) instead of reading FaceID again;
 - FaceID's refusals come back as a plain ``FetchOutcome`` (never an exception carrying a URL);
 - across processes and machines, a biz_id is read only by the holder of its job's lease in
   the durable queue (``faceid.store.fetchqueue``), and every request holds one of the
@@ -115,7 +116,8 @@ class FetchService(FetchReads):
         ``actor`` is a username or an ``Actor``; it goes to the ledger and the audit trail.
         """
         biz_id, actor = biz_id.strip(), actor_name(actor)
-        vid, _, q = self._state(biz_id)
+        st = self.state(biz_id)
+        vid, q = st.verification_id, st.quota
         if vid is not None and not refetch:
             return FetchOutcome(biz_id, ALREADY, "Already stored; FaceID was not called.", vid)
         if vid is not None and not q.can_read:
@@ -288,16 +290,15 @@ class FetchService(FetchReads):
         With ``defer``, a first fetch's answer is committed to the inbox and returned as an
         ``Answer`` for ``store_answers``."""
         if state is None:
-            state = self.states([biz_id])[biz_id]
+            state = self.state(biz_id)
         vid, stored_sha, q = state.verification_id, state.stored_sha256, state.quota
-        leftover = [] if state.leftover is None else [state.leftover]
         if vid is not None and not refetch:
             return FetchOutcome(biz_id, ALREADY, "Already stored; FaceID was not called.", vid)
-        if leftover:
+        if state.leftover is not None:
             # An answer an interrupted run received but never stored: store it instead of
             # spending another read on the same result.
-            kept = store.process(self.engine, leftover[0], hash_key=self._settings.hash_key(),
-                                 actor=actor)
+            kept = store.process(self.engine, state.leftover,
+                                 hash_key=self._settings.hash_key(), actor=actor)
             if kept.verification_id is not None:
                 return FetchOutcome(biz_id, STORED, "Stored the answer an interrupted run had "
                                     "received; FaceID was not called again.",
@@ -409,8 +410,8 @@ class FetchService(FetchReads):
         """Fetch many biz_ids through the queue; each one is committed on its own.
 
         Every biz_id not stored is enqueued; ``2 × concurrency`` threads claim the jobs and
-        run them, so that while some wait on FaceID others store what came back (the request
-        slots cap what is in flight). A job another process holds is waited for, and its
+        run them (the request slots cap what is in flight), and one batcher thread stores
+        what comes back (decision 27). A job another process holds is waited for, and its
         outcome reported as that process's ("stored by another process"), never read again.
         ``resume`` first finishes bodies an interrupted run received but never processed, so
         they count as stored and are not read again. ``progress`` is called once per biz_id.

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import (
@@ -51,7 +51,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.pool import StaticPool
 
-from faceid.store.db import reader
+from faceid.store.db import chunks, reader
 from faceid.store.fetch_jobs import (
     DONE,
     FAILED,
@@ -72,16 +72,10 @@ log = logging.getLogger(__name__)
 
 #: Long enough to cover a FaceID call (15 s timeout) and a stalled heartbeat or two.
 DEFAULT_LEASE_S = 60.0
-_CHUNK = 500
 
 J = FetchJob.__table__.c
 S = FetchSlot.__table__.c
 I = Inbox.__table__.c  # noqa: E741 - the inbox's columns, beside J and S
-
-
-def _chunks(items: list[str]) -> Iterator[list[str]]:
-    for i in range(0, len(items), _CHUNK):
-        yield items[i:i + _CHUNK]
 
 
 def _view(row: Any) -> JobView:
@@ -153,7 +147,7 @@ class FetchQueue(RequestSlots):
             return out
         with self.engine.begin() as conn:
             now = conn.execute(select(self._now())).scalar_one()
-            for chunk in _chunks(ids):
+            for chunk in chunks(ids):
                 conn.execute(self._insert(FetchJob.__table__).values([
                     {"biz_id": b, "state": QUEUED, "refetch": refetch, "requested_by": requested_by,
                      "requested_at": now, "tries": 0, "max_tries": max_tries} for b in chunk
@@ -325,7 +319,7 @@ class FetchQueue(RequestSlots):
         would hit every call): nobody is left waiting on them; asking again re-queues."""
         ids = list(biz_ids)
         with self.engine.begin() as conn:
-            for chunk in _chunks(ids):
+            for chunk in chunks(ids):
                 conn.execute(update(FetchJob.__table__)
                              .where(J.biz_id.in_(chunk), J.state == QUEUED, J.tries == 0)
                              .values(state=FAILED, last_status="failed", last_message=message,
@@ -335,7 +329,7 @@ class FetchQueue(RequestSlots):
         ids = list(biz_ids)
         out: dict[str, JobView] = {}
         with self._reader.connect() as conn:
-            for chunk in _chunks(ids):
+            for chunk in chunks(ids):
                 for row in conn.execute(select(FetchJob.__table__)
                                         .where(J.biz_id.in_(chunk))):
                     out[row.biz_id] = _view(row)

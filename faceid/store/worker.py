@@ -45,8 +45,9 @@ class Worker:
         self.fetcher = fetcher
         #: When a transient failure of a job with tries left is run again.
         self.retry_delay_s = retry_delay_s
-        # Twice the cap by default: while some threads wait on FaceID, others store what
-        # came back, so the request slots never idle behind parsing and the database.
+        # Twice the cap by default: while some threads wait on FaceID, others commit what
+        # came back to the inbox and have the next claimed job ready for a freed slot (the
+        # store itself is the batcher's).
         self.threads = max(1, threads if threads is not None else 2 * fetcher.queue.cap)
         self.idle_s = idle_s
         self._claim_min = max(1, self.threads // 4)

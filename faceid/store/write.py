@@ -33,7 +33,7 @@ from sqlalchemy.exc import DataError, IntegrityError
 from faceid.core.timeutil import utcnow
 from faceid.store import audit
 from faceid.store import export_lines as export
-from faceid.store.db import insert_numbered, reader
+from faceid.store.db import chunks, insert_numbered, reader
 from faceid.store.prepare import _BIZ_ID_MAX, _Case, _parse, _Pending, _prepare
 from faceid.store.tables import Inbox, RawResponse, StoredImage, Verification
 
@@ -333,9 +333,9 @@ def _existing(conn: Connection, biz_ids: Iterable[str]) -> dict[str, int]:
     v = Verification.__table__
     wanted = list(dict.fromkeys(biz_ids))
     out: dict[str, int] = {}
-    for i in range(0, len(wanted), 500):
+    for part in chunks(wanted):
         out.update((biz, vid) for biz, vid in conn.execute(
-            select(v.c.biz_id, v.c.id).where(v.c.biz_id.in_(wanted[i:i + 500]))))
+            select(v.c.biz_id, v.c.id).where(v.c.biz_id.in_(part))))
     return out
 
 
