@@ -43,25 +43,26 @@ def default_owner() -> str:
     return f"{this_machine()}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
+def _local_pid(owner: str | None) -> int | None:
+    """The pid in ``owner`` (``machine:pid:tag``) if it names a process of this machine."""
+    machine, _, tag = (owner or "").rpartition(":")
+    machine, _, pid_text = machine.rpartition(":")
+    if machine != this_machine() or not pid_text.isdigit() or not tag:
+        return None
+    return int(pid_text)
+
+
 def is_this_process(owner: str | None) -> bool:
     """Whether ``owner`` names this process (any tag)."""
-    machine, _, _tag = (owner or "").rpartition(":")
-    machine, _, pid_text = machine.rpartition(":")
-    return machine == this_machine() and pid_text == str(os.getpid())
+    return _local_pid(owner) == os.getpid()
 
 
 def holder_is_gone(owner: str | None) -> bool:
     """Whether ``owner`` is a process of this machine that no longer exists (killed with
     ``kill -9``, crashed): its leases need not run out before its work is taken over. Any
     doubt (another machine, a pid that exists, one we may not signal) answers False."""
-    if not owner:
-        return False
-    machine, _, rest = owner.rpartition(":")
-    machine, _, pid_text = machine.rpartition(":")
-    if machine != this_machine() or not pid_text.isdigit() or not rest:
-        return False
-    pid = int(pid_text)
-    if pid == os.getpid():
+    pid = _local_pid(owner)
+    if pid is None or pid == os.getpid():
         return False
     try:
         os.kill(pid, 0)
