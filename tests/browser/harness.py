@@ -210,17 +210,35 @@ def _stop_group(proc: subprocess.Popen) -> None:
             continue
 
 
+# What Playwright says when an evaluate meets a navigation (the wording differs by phase).
+_NAVIGATING = re.compile(r"Execution context was destroyed|Cannot find context with specified id")
+
+
 def app_state(page) -> tuple[str | None, str | None]:
-    """(script state, connection state) of the Streamlit root element, or Nones if absent."""
+    """(script state, connection state) of the Streamlit root element, or Nones if absent.
+
+    Nones too while the page is being replaced: st.login/st.logout and an IdP's redirects
+    navigate the tab, and a landmark can already show on the page that is about to go (st.logout
+    reruns the script before the browser leaves), so the evaluate may land in a destroyed
+    context. That is "not idle yet", not a failure: wait_idle keeps polling the new page.
+    """
+    # Imported here, like the fixtures do, so that importing the harness never needs playwright.
+    from playwright.sync_api import Error as PlaywrightError
+
     # One evaluate, so both attributes come from the same DOM snapshot.
-    state = page.evaluate(
-        """(sel) => {
-            const el = document.querySelector(sel);
-            return el ? [el.getAttribute("data-test-script-state"),
-                         el.getAttribute("data-test-connection-state")] : [null, null];
-        }""",
-        APP_SELECTOR,
-    )
+    try:
+        state = page.evaluate(
+            """(sel) => {
+                const el = document.querySelector(sel);
+                return el ? [el.getAttribute("data-test-script-state"),
+                             el.getAttribute("data-test-connection-state")] : [null, null];
+            }""",
+            APP_SELECTOR,
+        )
+    except PlaywrightError as exc:
+        if not _NAVIGATING.search(str(exc)):
+            raise
+        return None, None
     return state[0], state[1]
 
 

@@ -52,11 +52,20 @@ def _events(db: Path, action: str) -> list[AuditEvent]:
 
 
 def arrive(page, landmark) -> None:
-    """After a click that leaves the page (st.login/st.logout and the IdP's redirects): wait
-    for the landmark of the page we end on, then for the app to be idle. (Waiting for idle
-    first would read a page that is being replaced.)"""
+    """Wait for the landmark of the page we end on, then for the app to be idle. (Waiting for
+    idle first would read a page that is being replaced.)"""
     expect(landmark).to_be_visible(timeout=30_000)
     wait_idle(page)
+
+
+def leave(page, button, landmark) -> None:
+    """Click a button that leaves the page (st.login/st.logout and the IdP's redirects) and
+    arrive where it ends. The click must be seen to navigate first: st.logout reruns the
+    script before the browser leaves, so the landmark (the sign-in button) can show for a
+    moment on the page that is about to go, and a click on it there would be lost."""
+    with page.expect_navigation(timeout=30_000):
+        button.click()
+    arrive(page, landmark)
 
 
 @pytest.mark.browser
@@ -94,21 +103,21 @@ def test_oidc_sign_in_refusal_and_sign_out(page, tmp_path: Path) -> None:
 
             # 1. An identity nobody registered: refused, no menu, no data.
             idp.next_subject, idp.email = "subject-stranger", "sam@example.com"
-            page.get_by_role("button", name=SIGN_IN).click()
-            arrive(page, page.get_by_role("heading", name="Not authorised"))
+            leave(page, page.get_by_role("button", name=SIGN_IN),
+                  page.get_by_role("heading", name="Not authorised"))
             expect(page.get_by_test_id("stSidebarNav")).to_have_count(0)
             expect(page.get_by_test_id("stDataFrame")).to_have_count(0)
             screenshot(page, "oidc-refused", full_page=False)
             assert idp.tokens_issued == 1  # the code was really exchanged
             refused = _events(db, "login.failed")
             assert len(refused) == 1 and "subject-stranger" in (refused[0].detail or "")
-            page.get_by_role("button", name="Sign out").click()
-            arrive(page, page.get_by_role("button", name=SIGN_IN))
+            leave(page, page.get_by_role("button", name="Sign out"),
+                  page.get_by_role("button", name=SIGN_IN))
 
             # 2. The registered identity: signed in as sam, with the senior's menu.
             idp.next_subject = "subject-sam"
-            page.get_by_role("button", name=SIGN_IN).click()
-            arrive(page, page.get_by_role("heading", name="Review queue"))
+            leave(page, page.get_by_role("button", name=SIGN_IN),
+                  page.get_by_role("heading", name="Review queue"))
             sidebar = page.get_by_test_id("stSidebar")
             expect(sidebar.get_by_text("Sam Senior · sam · senior")).to_be_visible()
             nav = page.get_by_test_id("stSidebarNav")
@@ -121,8 +130,8 @@ def test_oidc_sign_in_refusal_and_sign_out(page, tmp_path: Path) -> None:
             assert idp.requests.count("POST /token") == 2
 
             # 3. Sign out: the desk session and the identity cookie end.
-            sidebar.get_by_role("button", name="Sign out").click()
-            arrive(page, page.get_by_role("button", name=SIGN_IN))
+            leave(page, sidebar.get_by_role("button", name="Sign out"),
+                  page.get_by_role("button", name=SIGN_IN))
             expect(page.get_by_role("heading", name="Review queue")).to_have_count(0)
             page.reload()
             wait_idle(page)
@@ -131,8 +140,8 @@ def test_oidc_sign_in_refusal_and_sign_out(page, tmp_path: Path) -> None:
 
             # 4. Disabled while signed in: the next click ends the session (the identity
             #    cookie alone opens nothing).
-            page.get_by_role("button", name=SIGN_IN).click()
-            arrive(page, page.get_by_role("heading", name="Review queue"))
+            leave(page, page.get_by_role("button", name=SIGN_IN),
+                  page.get_by_role("heading", name="Review queue"))
             engine = make_engine(f"sqlite:///{db}")
             UserService(engine).disable(Actor("cli:test", "test", "admin"), "sam")
             engine.dispose()
