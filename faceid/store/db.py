@@ -9,8 +9,11 @@ PostgreSQL is selected by a ``postgresql+psycopg://`` DATABASE_URL.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -96,7 +99,7 @@ def _sqlite_engine(url: str, database: str | None, *, echo: bool = False,
     # taking turns on the writer lock spent most of their time asleep beside a free database
     # (issue 11). Other processes still meet the busy handler; the lock only orders ours.
     # Not for the in-memory engine: its one shared connection is never used by two at once.
-    writer = None if memory else threading.Lock()
+    writer = None if memory else WriterQueue()
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
@@ -107,7 +110,7 @@ def _sqlite_engine(url: str, database: str | None, *, echo: bool = False,
         if read_only or writer is None:
             conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
             return
-        if not writer.acquire(timeout=SQLITE_BUSY_TIMEOUT_S):
+        if not writer.acquire(timeout=SQLITE_BUSY_TIMEOUT_S, urgent=_URGENT.get()):
             # What SQLite itself says after its busy timeout.
             raise OperationalError("BEGIN IMMEDIATE", None,
                                    sqlite3.OperationalError("database is locked"))
@@ -129,6 +132,50 @@ def _sqlite_engine(url: str, database: str | None, *, echo: bool = False,
 
 
 _WRITER_KEY = "faceid_sqlite_writer"
+
+_URGENT: contextvars.ContextVar[bool] = contextvars.ContextVar("faceid_urgent_write",
+                                                                default=False)
+
+
+@contextlib.contextmanager
+def urgent() -> Iterator[None]:
+    """Transactions begun inside go first among this process's waiting SQLite writers."""
+    token = _URGENT.set(True)
+    try:
+        yield
+    finally:
+        _URGENT.reset(token)
+
+
+class WriterQueue:
+    """A lock whose urgent waiters are served before the others."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._held = False
+        self._urgent_waiting = 0
+
+    def acquire(self, timeout: float = -1, urgent: bool = False) -> bool:
+        deadline = None if timeout < 0 else time.monotonic() + timeout
+        with self._cond:
+            if urgent:
+                self._urgent_waiting += 1
+            try:
+                while self._held or (not urgent and self._urgent_waiting):
+                    left = None if deadline is None else deadline - time.monotonic()
+                    if left is not None and left <= 0:
+                        return False
+                    self._cond.wait(left)
+                self._held = True
+                return True
+            finally:
+                if urgent:
+                    self._urgent_waiting -= 1
+
+    def release(self) -> None:
+        with self._cond:
+            self._held = False
+            self._cond.notify_all()
 
 
 def _let_writer_go(info: dict[str, Any]) -> None:

@@ -1,6 +1,6 @@
 """``FetchService.fetch_many``'s batch: worker threads that claim its jobs and run them
-(``_Batch``), the batch's own in-flight slots (``_Slot``), and the stop that a refusal
-hitting every call (bad credentials) sets.
+(``_Batch``) through the batch's own gate of in-flight slots, which a refusal hitting every
+call (bad credentials) stops.
 
 Apart from ``faceid.store.fetching`` because the service imports this module: the service is
 typed here by what a batch needs of it (``BatchService``), never imported.
@@ -14,8 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractContextManager
-from typing import Any, Protocol
+from typing import Protocol
 
 from faceid.api.client import FaceIDClient
 from faceid.core.errors import AuthenticationError, AuthorizationError
@@ -30,6 +29,7 @@ from faceid.store.fetch_outcomes import (
     _outcome_of_other,
 )
 from faceid.store.fetchqueue import FetchQueue
+from faceid.store.slot_gate import SlotGate
 
 log = logging.getLogger(__name__)
 
@@ -45,35 +45,11 @@ class BatchService(Protocol):
     def client(self) -> FaceIDClient: ...
 
     def run_claim(self, claim: Claim, client: FaceIDClient, *, actor: str | None = None,
-                  slot: AbstractContextManager[Any] | None = None,
+                  gate: SlotGate | None = None,
                   storer: AnswerSink | None = None) -> FetchOutcome | None: ...
 
     def store_answers(self, received: list[Received]) -> list[FetchOutcome]: ...
 
-
-class _Stopped(Exception):
-    """A batch was told to stop calling FaceID (an earlier answer refused every call)."""
-
-
-class _Slot:
-    """One of the batch's in-flight request slots. A refusal that will hit every call (bad
-    credentials) stops the batch *before* the slot is released, and a stopped batch hands out
-    no more slots: no worker sends a call known to be refused."""
-
-    def __init__(self, size: int, stop: threading.Event) -> None:
-        self._sem, self._stop = threading.BoundedSemaphore(max(1, size)), stop
-
-    def __enter__(self) -> None:
-        self._sem.acquire()
-        if self._stop.is_set():
-            self._sem.release()
-            raise _Stopped
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: object) -> None:
-        if isinstance(exc, _FATAL):
-            self._stop.set()
-        self._sem.release()
 
 class _Batch:
     """One ``fetch_many`` run: worker threads claim its jobs; the calling thread watches the
@@ -85,7 +61,9 @@ class _Batch:
         self.threads = 2 * max(1, concurrency)
         self.report = report
         self.stop = threading.Event()
-        self.slots = _Slot(concurrency, self.stop)
+        # A refusal that will hit every call (bad credentials) stops the batch before the
+        # slot moves on, and a stopped gate lets no more calls out.
+        self.slots = SlotGate(concurrency, stop=self.stop, fatal=_FATAL)
         self.work: queue.Queue[str | None] = queue.Queue()
         self.lock = threading.Lock()
         self.waiting: set[str] = set()
@@ -114,7 +92,7 @@ class _Batch:
                         self.waiting.add(biz_id)
                     continue
                 handed = self.service.run_claim(claim, client, actor=self.actor,
-                                                slot=self.slots, storer=answers.put)
+                                                gate=self.slots, storer=answers.put)
                 if handed is None:
                     continue  # the batcher reports it once stored
                 outcome = handed

@@ -31,7 +31,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
-from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from sqlalchemy import Engine, func
@@ -50,8 +49,8 @@ from faceid.core.errors import (
 )
 from faceid.store import audit, fetch_jobs
 from faceid.store import write as store
-from faceid.store.db import reader
-from faceid.store.fetch_batch import _Batch, _Stopped
+from faceid.store.db import reader, urgent
+from faceid.store.fetch_batch import _Batch
 from faceid.store.fetch_jobs import RUNNING, Claim
 from faceid.store.fetch_outcomes import (
     ALREADY,
@@ -74,6 +73,7 @@ from faceid.store.fetch_outcomes import (
 from faceid.store.fetch_reads import FetchReads
 from faceid.store.fetchqueue import FetchQueue
 from faceid.store.ledger import LedgerLog
+from faceid.store.slot_gate import SlotGate, Stopped
 from faceid.store.tables import FetchAttempt, FetchJob, Inbox
 
 log = logging.getLogger(__name__)
@@ -141,7 +141,7 @@ class FetchService(FetchReads):
             pause = min(pause * 1.5, 0.25)
 
     def run_claim(self, claim: Claim, client: FaceIDClient, *, actor: str | None = None,
-                  slot: AbstractContextManager[Any] | None = None,
+                  gate: SlotGate | None = None,
                   reraise: bool = False, retry_in_s: float | None = None,
                   storer: AnswerSink | None = None,
                   state: JobState | None = None) -> FetchOutcome | None:
@@ -160,9 +160,9 @@ class FetchService(FetchReads):
         error: BaseException | None = None
         try:
             outcome = self._fetch_locked(biz_id, who, claim.refetch, client,
-                                         slot or nullcontext(), defer=storer is not None,
+                                         gate or SlotGate(1), defer=storer is not None,
                                          state=state)
-        except _Stopped:
+        except Stopped:
             self.queue.release(claim)
             return _not_attempted(biz_id)
         except QuotaExhausted as exc:
@@ -284,7 +284,7 @@ class FetchService(FetchReads):
         return len(ids)
 
     def _fetch_locked(self, biz_id: str, actor: str, refetch: bool, client: FaceIDClient,
-                      slot: AbstractContextManager[Any], *, defer: bool = False,
+                      gate: SlotGate, *, defer: bool = False,
                       state: JobState | None = None) -> FetchOutcome | Answer:
         """The fetch itself; the caller holds the job's lease (no one else reads biz_id).
         With ``defer``, a first fetch's answer is committed to the inbox and returned as an
@@ -310,18 +310,21 @@ class FetchService(FetchReads):
             # (clock skew, biz_id time) and a read of an expired result costs nothing.
             return self._failed(biz_id, actor, EXPIRED, f"Not fetched. {q.describe()}",
                                 None, None, 0, audit_action="fetch refused")
-        ledger = LedgerLog(self.engine, actor, self._clock, self.queue)
+        ledger = LedgerLog(self.engine, actor, self._clock, self.queue, biz_id=biz_id)
         try:
             try:
-                with slot:
+                with gate.hold(ledger, before_wait=ledger.announce_early) as held:
                     answer = client.get_result(biz_id, return_image=RETURN_IMAGE_ALL,
                                                return_verify_time=True, attempts=ledger)
-                    # Committed to the inbox first, with the ledger's OK and the request
-                    # slot given back in the same transaction; then parsed and stored from
-                    # the bytes in hand (not read back).
-                    ingesting = store.start_ingest(
-                        self.engine, [store.Body(answer.body, "api", "get_result", biz_id)],
-                        hash_key=self._settings.hash_key(), also=ledger.keep)
+                    # The slot goes straight to a request of ours waiting for one (its
+                    # attempt is already in the ledger). Then the answer is committed to the
+                    # inbox, with the ledger's OK (and the slot given back if no one took
+                    # it), before anything parses it; it is stored from the bytes in hand.
+                    held.pass_on(ledger.pass_slot)
+                    with urgent():
+                        ingesting = store.start_ingest(
+                            self.engine, [store.Body(answer.body, "api", "get_result", biz_id)],
+                            hash_key=self._settings.hash_key(), also=ledger.keep)
                     ledger.kept()
             finally:
                 ledger.abort()  # writes the outcome and frees the slot if that never ran

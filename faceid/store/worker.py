@@ -21,6 +21,7 @@ from faceid.store.answer_batches import AnswerBatcher
 from faceid.store.fetch_jobs import Claim
 from faceid.store.fetch_outcomes import FetchOutcome, JobState, Received
 from faceid.store.fetching import FetchService
+from faceid.store.slot_gate import SlotGate
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,9 @@ class Worker:
         self._answers: AnswerBatcher | None = None
         # No more threads of this process ask the database for a request slot than there
         # are slots: the others would only spin on write transactions that cannot succeed.
-        self._local_slots = threading.BoundedSemaphore(fetcher.queue.cap)
+        # They wait here instead, and a request with its answer hands its slot to the
+        # first of them in the answer's own commit (decision 29).
+        self._gate = SlotGate(fetcher.queue.cap)
 
     @property
     def running(self) -> bool:
@@ -184,7 +187,7 @@ class Worker:
             claim, state = job
             try:
                 outcome = self.fetcher.run_claim(claim, client, retry_in_s=self.retry_delay_s,
-                                                 slot=self._local_slots, storer=answers.put,
+                                                 gate=self._gate, storer=answers.put,
                                                  state=state)
                 if outcome is not None:  # None: handed to the batcher, logged once stored
                     log.info("worker: biz_id=%s %s", claim.biz_id, outcome.status)
