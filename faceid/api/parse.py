@@ -12,12 +12,12 @@ Rules (see docs/decisions.md):
 from __future__ import annotations
 
 import json
-import math
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
 from faceid.api import vocab
+from faceid.api.fields import Fields, short
 from faceid.api.images import DecodedImage, decode_data_uri
 from faceid.api.model import (
     Birthday,
@@ -35,93 +35,6 @@ from faceid.api.model import (
     VerifyResult,
 )
 from faceid.core.errors import DocumentError
-
-
-def _short(value: Any) -> str:
-    text = json.dumps(value, ensure_ascii=False, default=str)
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
-class _Obj:
-    """Reads one JSON object, remembering which keys were consumed and flagging misfits."""
-
-    def __init__(self, data: Mapping[str, Any], path: str, flags: list[Flag]) -> None:
-        self.data, self.path, self.flags = data, path, flags
-        self.seen: set[str] = set()
-
-    def _p(self, key: str) -> str:
-        return f"{self.path}.{key}" if self.path else key
-
-    def flag(self, key: str, problem: str, value: Any = None) -> None:
-        self.flags.append(Flag(self._p(key), problem, "" if value is None else _short(value)))
-
-    def raw(self, key: str) -> Any:
-        self.seen.add(key)
-        return self.data.get(key)
-
-    def text(self, key: str, allowed: Collection[str] | None = None) -> str | None:
-        v = self.raw(key)
-        if v is None:
-            return None
-        if isinstance(v, bool) or not isinstance(v, (str, int, float)):
-            self.flag(key, "expected text", v)
-            return None
-        s = v if isinstance(v, str) else _num_text(v)
-        if allowed is not None and s not in allowed:
-            self.flag(key, "value not on the FaceID page", s)
-        return s
-
-    def integer(self, key: str) -> int | None:
-        v = self.raw(key)
-        if v is None:
-            return None
-        if isinstance(v, bool):
-            self.flag(key, "expected a whole number", v)
-            return None
-        if isinstance(v, int):
-            return v
-        if isinstance(v, float) and v.is_integer():
-            return int(v)
-        if isinstance(v, str) and v.strip().lstrip("-").isdigit():
-            return int(v.strip())
-        self.flag(key, "expected a whole number", v)
-        return None
-
-    def number(self, key: str, lo: float | None = None, hi: float | None = None) -> float | None:
-        v = self.raw(key)
-        if v is None:
-            return None
-        out: float | None = None
-        if isinstance(v, (int, float)) and not isinstance(v, bool):
-            out = float(v)
-        elif isinstance(v, str):
-            try:
-                out = float(v)
-            except ValueError:
-                out = None
-        if out is None or not math.isfinite(out):
-            self.flag(key, "expected a number", v)
-            return None
-        if (lo is not None and out < lo) or (hi is not None and out > hi):
-            self.flag(key, f"outside the documented range [{lo:g}, {hi:g}]", v)
-        return out
-
-    def obj(self, key: str) -> _Obj | None:
-        v = self.raw(key)
-        if v is None:
-            return None
-        if not isinstance(v, Mapping):
-            self.flag(key, "expected an object", v)
-            return None
-        return _Obj(v, self._p(key), self.flags)
-
-    def extra(self) -> dict[str, Any]:
-        return {k: v for k, v in self.data.items() if k not in self.seen}
-
-
-def _num_text(v: int | float) -> str:
-    return str(int(v)) if isinstance(v, float) and v.is_integer() else str(v)
-
 
 # --------------------------------------------------------------------------- parsing
 
@@ -166,7 +79,7 @@ def parse_document(doc: Mapping[str, Any]) -> GetResult:
     biz = doc.get("biz_info")
     if "error_message" in doc and not isinstance(biz, Mapping):
         raise DocumentError(
-            f"This is a FaceID error response ({_short(doc.get('error_message'))}), not a result.")
+            f"This is a FaceID error response ({short(doc.get('error_message'))}), not a result.")
     if not isinstance(biz, Mapping):
         raise DocumentError("No biz_info object: this is not a get_result response.")
     biz_id = biz.get("biz_id")
@@ -174,7 +87,7 @@ def parse_document(doc: Mapping[str, Any]) -> GetResult:
         raise DocumentError("biz_info.biz_id is missing or empty.")
 
     flags: list[Flag] = []
-    top = _Obj(doc, "", flags)
+    top = Fields(doc, "", flags)
     b = top.obj("biz_info")
     assert b is not None
     biz_info = BizInfo(
@@ -206,13 +119,13 @@ def parse_document(doc: Mapping[str, Any]) -> GetResult:
     return replace(result, extra=extra, flags=tuple(flags))
 
 
-def _consume(o: _Obj, *keys: str) -> dict[str, Any]:
+def _consume(o: Fields, *keys: str) -> dict[str, Any]:
     for k in keys:
         o.raw(k)
     return o.extra()
 
 
-def _extra_data(b: _Obj) -> str | None:
+def _extra_data(b: Fields) -> str | None:
     # biz_extra_data is the integrator's own free text; an object is kept as JSON text.
     v = b.raw("biz_extra_data")
     if v is None or isinstance(v, str):
@@ -220,7 +133,7 @@ def _extra_data(b: _Obj) -> str | None:
     return json.dumps(v, ensure_ascii=False)
 
 
-def _idcard(o: _Obj | None) -> IdCardInfo | None:
+def _idcard(o: Fields | None) -> IdCardInfo | None:
     if o is None:
         return None
     # The page documents "idcard_uneditable_field" but its own example spells it "feild".
@@ -244,14 +157,14 @@ def _idcard(o: _Obj | None) -> IdCardInfo | None:
     )
 
 
-def _side(o: _Obj | None) -> CardSide | None:
+def _side(o: Fields | None) -> CardSide | None:
     if o is None:
         return None
     return CardSide(ocr_result=_ocr(o.obj("ocr_result")), upload_times=o.integer("upload_times"),
                     extra=o.extra())
 
 
-def _ocr(o: _Obj | None) -> OcrResult | None:
+def _ocr(o: Fields | None) -> OcrResult | None:
     if o is None:
         return None
     bd = o.obj("birthday")
@@ -277,7 +190,7 @@ def _ocr(o: _Obj | None) -> OcrResult | None:
     )
 
 
-def _quality(o: _Obj | None) -> dict[str, OcrFieldQuality]:
+def _quality(o: Fields | None) -> dict[str, OcrFieldQuality]:
     if o is None:
         return {}
     out: dict[str, OcrFieldQuality] = {}
@@ -290,13 +203,13 @@ def _quality(o: _Obj | None) -> dict[str, OcrFieldQuality]:
     return out
 
 
-def _counters(o: _Obj | None) -> dict[str, int | None]:
+def _counters(o: Fields | None) -> dict[str, int | None]:
     if o is None:
         return {}
     return {key: o.integer(key) for key in list(o.data) if not isinstance(o.data[key], Mapping)}
 
 
-def _liveness(o: _Obj | None) -> Liveness | None:
+def _liveness(o: Fields | None) -> Liveness | None:
     if o is None:
         return None
     procedure = o.text("procedure_type", vocab.PROCEDURE_MEANING)
@@ -329,7 +242,7 @@ def _liveness(o: _Obj | None) -> Liveness | None:
     return live
 
 
-def _check_counters(live: Liveness, o: _Obj) -> None:
+def _check_counters(live: Liveness, o: Fields) -> None:
     """Flag counters the page does not document for this procedure (kept all the same)."""
     expected = vocab.DETAIL_COUNTERS.get(live.counter_set() or "")
     if expected is not None:
@@ -345,7 +258,7 @@ def _check_counters(live: Liveness, o: _Obj) -> None:
                                     "counter not documented for selfie"))
 
 
-def _genuineness(o: _Obj | None) -> Genuineness | None:
+def _genuineness(o: Fields | None) -> Genuineness | None:
     if o is None:
         return None
     signals = tuple(
@@ -380,7 +293,7 @@ def _comparison_names(data: Mapping[str, Any]) -> list[str]:
     return [k for k in named if k in data] + others
 
 
-def _comparison(o: _Obj, name: str) -> Comparison | None:
+def _comparison(o: Fields, name: str) -> Comparison | None:
     c = o.obj(name)
     if c is None:
         return None
@@ -392,7 +305,7 @@ def _comparison(o: _Obj, name: str) -> Comparison | None:
     return Comparison(name, c.number("confidence", 0.0, 100.0), thresholds, c.extra())
 
 
-def _verify(o: _Obj | None) -> VerifyResult | None:
+def _verify(o: Fields | None) -> VerifyResult | None:
     if o is None:
         return None
     comparisons = tuple(
@@ -422,14 +335,14 @@ def _verify(o: _Obj | None) -> VerifyResult | None:
     )
 
 
-def _image(o: _Obj, key: str, kind: str) -> DecodedImage | None:
+def _image(o: Fields, key: str, kind: str) -> DecodedImage | None:
     img = decode_data_uri(kind, o.raw(key))
     if img is not None and img.error:
         o.flag(key, img.error)
     return img
 
 
-def _images(top: _Obj, flags: list[Flag]) -> dict[str, DecodedImage]:
+def _images(top: Fields, flags: list[Flag]) -> dict[str, DecodedImage]:
     imgs = top.obj("images")
     if imgs is None:
         return {}

@@ -1,6 +1,6 @@
-"""``FetchService.fetch_many``'s batch: worker threads that claim its jobs and run them
-(``_Batch``) through the batch's own gate of in-flight slots, which a refusal hitting every
-call (bad credentials) stops.
+"""``FetchService.fetch_many`` (``fetch_many``) and its batch: worker threads that claim its
+jobs and run them (``_Batch``) through the batch's own gate of in-flight slots, which a
+refusal hitting every call (bad credentials) stops.
 
 Apart from ``faceid.store.fetching`` because the service imports this module: the service is
 typed here by what a batch needs of it (``BatchService``), never imported.
@@ -12,18 +12,23 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
+from sqlalchemy import Engine
+
 from faceid.api.client import FaceIDClient
 from faceid.core.errors import AuthenticationError, AuthorizationError
+from faceid.store import write as store
 from faceid.store.answer_batches import AnswerBatcher
 from faceid.store.fetch_jobs import RUNNING, Claim
 from faceid.store.fetch_outcomes import (
+    ALREADY,
     FAILED,
     AnswerSink,
     FetchOutcome,
+    FetchSummary,
     Received,
     _not_attempted,
     _outcome_of_other,
@@ -40,7 +45,10 @@ _FATAL = (AuthenticationError, AuthorizationError)
 class BatchService(Protocol):
     """What a batch uses of ``faceid.store.fetching.FetchService``."""
 
+    engine: Engine
     queue: FetchQueue
+
+    def finish_received_answers(self) -> int: ...
 
     def client(self) -> FaceIDClient: ...
 
@@ -152,3 +160,35 @@ class _Batch:
                     self.work.put(biz_id)
                     pause = 0.05
 
+
+def fetch_many(service: BatchService, biz_ids: Iterable[str], actor: str, *, concurrency: int,
+               progress: Callable[[FetchOutcome], None] | None, refetch: bool,
+               resume: bool) -> FetchSummary:
+    """``FetchService.fetch_many`` (which documents it)."""
+    started = time.monotonic()
+    summary = FetchSummary()
+    if resume:
+        summary.resumed = service.finish_received_answers()
+    wanted = list(dict.fromkeys(b.strip() for b in biz_ids if b and b.strip()))
+    done_lock = threading.Lock()
+    reported: set[str] = set()
+
+    def report(outcome: FetchOutcome) -> None:
+        with done_lock:
+            if outcome.biz_id in reported:
+                return
+            reported.add(outcome.biz_id)
+            summary.outcomes.append(outcome)
+            if progress is not None:
+                progress(outcome)
+
+    have = set() if refetch else store.stored_biz_ids(service.engine, wanted)
+    for biz_id in wanted:
+        if biz_id in have:
+            report(FetchOutcome(biz_id, ALREADY, "Already stored; FaceID was not called."))
+    todo = [b for b in wanted if b not in have]
+    if todo:
+        seen = service.queue.enqueue(todo, actor, refetch=refetch)
+        _Batch(service, todo, seen, actor, concurrency, report).run()
+    summary.elapsed_s = time.monotonic() - started
+    return summary

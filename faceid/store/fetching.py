@@ -20,15 +20,15 @@ desk is the system of record and every read is precious:
 This module holds ``FetchService``; beside it: ``quota`` (what the ledger leaves to read),
 ``ledger`` (``LedgerLog``), ``fetch_reads`` (quota, pre-fetch state, look-up: the read-only
 half of the service), ``fetch_outcomes`` (``FetchOutcome``, ``FetchSummary`` and the values
-passed between threads) and ``fetch_batch`` (``fetch_many``'s threads).
+passed between threads), ``fetch_batch`` (``fetch_many`` and its threads), ``slot_gate`` (how
+a process's threads share request slots) and ``refetch`` (a second read against the stored
+copy).
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
-import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -37,12 +37,9 @@ from sqlalchemy import Engine, func
 from sqlmodel import Session, col, select
 
 from faceid.api.client import RETURN_IMAGE_ALL, FaceIDClient
-from faceid.api.parse import loads_document
-from faceid.api.rawdoc import elide_images
 from faceid.core.config import Settings
 from faceid.core.errors import (
     APIError,
-    FaceIDError,
     QuotaExhausted,
     RequestRefused,
     TransportError,
@@ -50,14 +47,13 @@ from faceid.core.errors import (
 from faceid.store import audit, fetch_jobs
 from faceid.store import write as store
 from faceid.store.db import reader, urgent
-from faceid.store.fetch_batch import _Batch
+from faceid.store.fetch_batch import fetch_many
 from faceid.store.fetch_jobs import RUNNING, Claim
 from faceid.store.fetch_outcomes import (
     ALREADY,
     EXPIRED,
     FAILED,
     PENDING,
-    REFETCHED,
     STORED,
     Answer,
     AnswerSink,
@@ -73,6 +69,7 @@ from faceid.store.fetch_outcomes import (
 from faceid.store.fetch_reads import FetchReads
 from faceid.store.fetchqueue import FetchQueue
 from faceid.store.ledger import LedgerLog
+from faceid.store.refetch import record_refetch
 from faceid.store.slot_gate import SlotGate, Stopped
 from faceid.store.tables import FetchAttempt, FetchJob, Inbox
 
@@ -342,8 +339,8 @@ class FetchService(FetchReads):
             return Answer(ingesting, answer.http_status, ledger.calls)
         (result,) = store.finish_ingest(self.engine, ingesting, actor=actor)
         if vid is not None and result.error is None:
-            return self._record_refetch(biz_id, actor, vid, stored_sha, answer.body,
-                                        ledger.calls)
+            return record_refetch(self.engine, biz_id, actor, vid, stored_sha, answer.body,
+                                  ledger.calls)
         return self._stored_outcome(biz_id, actor, result, answer.http_status, ledger.calls)
 
     def _stored_outcome(self, biz_id: str, actor: str, result: store.Stored,
@@ -360,38 +357,6 @@ class FetchService(FetchReads):
         message = "Fetched and stored." if result.created else "Already stored."
         return FetchOutcome(biz_id, STORED if result.created else ALREADY, message + note,
                             result.verification_id, "OK", http_status, calls)
-
-    def _record_refetch(self, biz_id: str, actor: str, vid: int, stored_sha: str | None,
-                        body: bytes, calls: int) -> FetchOutcome:
-        new_sha = hashlib.sha256(body).hexdigest()
-        differs = new_sha != stored_sha
-        content_differs = differs and self._content_differs(biz_id, body)
-        with Session(self.engine) as s:
-            audit.record(s, actor, "refetched", biz_id, {
-                "body_differs": differs, "content_differs": content_differs,
-                "stored_sha256": stored_sha, "new_sha256": new_sha,
-            })
-            s.commit()
-        if not differs:
-            msg = "Refetched: FaceID's answer is identical to the stored copy."
-        elif content_differs:
-            msg = ("Refetched: FaceID's answer differs from the stored copy; the first stored "
-                   "copy is kept (write-once) and the difference is in the audit trail.")
-        else:
-            msg = ("Refetched: same content as the stored copy (only request_id/time_used "
-                   "changed); the stored copy is kept.")
-        return FetchOutcome(biz_id, REFETCHED, msg, vid, "OK", 200, calls, differs)
-
-    def _content_differs(self, biz_id: str, body: bytes) -> bool:
-        """Compare ignoring the per-call fields FaceID changes on every read."""
-        try:
-            new = elide_images(loads_document(body))
-        except FaceIDError:
-            return True
-        old = store.raw_document(self.engine, biz_id) or {}
-        volatile = ("request_id", "time_used")
-        return ({k: v for k, v in new.items() if k not in volatile}
-                != {k: v for k, v in old.items() if k not in volatile})
 
     def _failed(self, biz_id: str, actor: str, status: str, message: str, code: str | None,
                 http_status: int | None, calls: int, *,
@@ -419,33 +384,8 @@ class FetchService(FetchReads):
         ``resume`` first finishes bodies an interrupted run received but never processed, so
         they count as stored and are not read again. ``progress`` is called once per biz_id.
         """
-        started, actor = time.monotonic(), actor_name(actor)
-        summary = FetchSummary()
-        if resume:
-            summary.resumed = self.finish_received_answers()
-        wanted = list(dict.fromkeys(b.strip() for b in biz_ids if b and b.strip()))
-        done_lock = threading.Lock()
-        reported: set[str] = set()
-
-        def report(outcome: FetchOutcome) -> None:
-            with done_lock:
-                if outcome.biz_id in reported:
-                    return
-                reported.add(outcome.biz_id)
-                summary.outcomes.append(outcome)
-                if progress is not None:
-                    progress(outcome)
-
-        have = set() if refetch else store.stored_biz_ids(self.engine, wanted)
-        for biz_id in wanted:
-            if biz_id in have:
-                report(FetchOutcome(biz_id, ALREADY, "Already stored; FaceID was not called."))
-        todo = [b for b in wanted if b not in have]
-        if todo:
-            seen = self.queue.enqueue(todo, actor, refetch=refetch)
-            _Batch(self, todo, seen, actor, concurrency, report).run()
-        summary.elapsed_s = time.monotonic() - started
-        return summary
+        return fetch_many(self, biz_ids, actor_name(actor), concurrency=concurrency,
+                          progress=progress, refetch=refetch, resume=resume)
 
 
 def pending_count(engine: Engine) -> int:
