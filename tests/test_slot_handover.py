@@ -137,7 +137,8 @@ def test_a_fatal_error_stops_the_gate_before_the_permit_moves_on() -> None:
 def _slot_rows(engine) -> list[tuple]:
     with Session(engine) as s:
         return [tuple(r) for r in s.exec(select(FetchSlot.slot, FetchSlot.holder,
-                                                FetchSlot.biz_id)).all()]
+                                                FetchSlot.biz_id)
+                                         .order_by(FetchSlot.slot)).all()]
 
 
 def _attempts(engine, biz_id: str) -> list[tuple]:
