@@ -315,3 +315,39 @@ def test_urgent_marks_the_transactions_begun_inside(tmp_path, monkeypatch) -> No
         conn.execute(text("INSERT INTO t VALUES (2)"))
     assert seen == [False, True, False]
     engine.dispose()
+
+
+# --------------------------------------------------------------------------- a batch's attempts
+
+
+def test_a_claimed_batch_announces_only_the_jobs_that_will_read(mt_engine, sim, client,
+                                                                clock) -> None:
+    """The worker's dispatcher commits the first attempts of its batch in one transaction:
+    not for a stored case, a refetch or a biz_id with no read left; and an attempt announced
+    for a job that then needs no read (stored meanwhile) is struck when its run ends."""
+    service = make_service(mt_engine, client, clock)
+    new, stored, spent, again = (fresh(sim, clock, 500 + i) for i in range(4))
+    service.fetch(stored, "ops")
+    with mt_engine.begin() as conn:
+        for n in (1, 2, 3):
+            conn.execute(FetchAttempt.__table__.insert().values(
+                biz_id=spent, attempt=n, outcome="OK", http_status=200,
+                started_at=db_now(), actor="ops"))
+    service.queue.enqueue([new, stored, spent], "ops")
+    service.queue.enqueue([again], "ops", refetch=True)
+    claims = service.queue.claim_batch(4)
+    states = service.states([c.biz_id for c in claims])
+    ledgers = service.announce(claims, states)
+    assert set(ledgers) == {new}
+    assert ledgers[new].announced and _attempts(mt_engine, new) == [(1, None)]
+    # The run learns the case is stored after all: no read, and the attempt is struck.
+    (claim,) = [c for c in claims if c.biz_id == new]
+    already = states[stored]
+    outcome = service.run_claim(claim, client, state=already, ledger=ledgers[new])
+    assert outcome is not None and outcome.api_calls == 0
+    assert _attempts(mt_engine, new) == []
+    assert sim.state.total_requests == 1  # the one fetch of `stored`
+    for c in claims:
+        if c.biz_id != new:
+            service.queue.release(c)
+    assert service.queue.held() == (set(), set())

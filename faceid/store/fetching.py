@@ -141,7 +141,8 @@ class FetchService(FetchReads):
                   gate: SlotGate | None = None,
                   reraise: bool = False, retry_in_s: float | None = None,
                   storer: AnswerSink | None = None,
-                  state: JobState | None = None) -> FetchOutcome | None:
+                  state: JobState | None = None,
+                  ledger: LedgerLog | None = None) -> FetchOutcome | None:
         """Run one claimed job: fetch (or find it stored), record the outcome on the job and
         give the lease back. A transient failure of a job that allows more tries goes back to
         the queue (due after ``retry_delay_s``); a final outcome settles the callbacks that
@@ -158,7 +159,7 @@ class FetchService(FetchReads):
         try:
             outcome = self._fetch_locked(biz_id, who, claim.refetch, client,
                                          gate or SlotGate(1), defer=storer is not None,
-                                         state=state)
+                                         state=state, ledger=ledger)
         except Stopped:
             self.queue.release(claim)
             return _not_attempted(biz_id)
@@ -177,6 +178,12 @@ class FetchService(FetchReads):
             with contextlib.suppress(Exception):
                 self.queue.release(claim)
             raise
+        finally:
+            if ledger is not None:
+                # Announced by the dispatcher but not sent (the job needed no read after
+                # all, or stopped): struck. A no-op for a log that ran to its end.
+                with contextlib.suppress(Exception):
+                    ledger.abort()
         if isinstance(outcome, Answer):
             assert storer is not None
             storer(Received(claim, who, retry_in_s, outcome))
@@ -212,6 +219,20 @@ class FetchService(FetchReads):
             log.error("fetch: outcome of %d job(s) not recorded (%s)", len(runs),
                       type(exc).__name__)
             raise
+
+    def announce(self, claims: list[Claim], states: dict[str, JobState]) -> dict[str, LedgerLog]:
+        """Commit the first attempt of every claimed job that will read FaceID (by its
+        pre-fetch state) in one transaction, for a worker's batch: its run threads then send
+        with no write of their own before the call (decision 29). Unsent ones are struck
+        when their run ends (``run_claim``)."""
+        first = []
+        for c in claims:
+            st = states.get(c.biz_id)
+            if (c.refetch or st is None or st.verification_id is not None
+                    or st.leftover is not None or not st.quota.first_fetch_allowed):
+                continue
+            first.append((c.biz_id, c.requested_by or "worker", st.quota.attempts + 1))
+        return LedgerLog.announce_batch(self.engine, self._clock, self.queue, first)
 
     def store_answers(self, received: list[Received]) -> list[FetchOutcome]:
         """Store answers ``run_claim`` handed to a storer, as one batch per actor (one
@@ -282,7 +303,8 @@ class FetchService(FetchReads):
 
     def _fetch_locked(self, biz_id: str, actor: str, refetch: bool, client: FaceIDClient,
                       gate: SlotGate, *, defer: bool = False,
-                      state: JobState | None = None) -> FetchOutcome | Answer:
+                      state: JobState | None = None,
+                      ledger: LedgerLog | None = None) -> FetchOutcome | Answer:
         """The fetch itself; the caller holds the job's lease (no one else reads biz_id).
         With ``defer``, a first fetch's answer is committed to the inbox and returned as an
         ``Answer`` for ``store_answers``."""
@@ -307,10 +329,12 @@ class FetchService(FetchReads):
             # (clock skew, biz_id time) and a read of an expired result costs nothing.
             return self._failed(biz_id, actor, EXPIRED, f"Not fetched. {q.describe()}",
                                 None, None, 0, audit_action="fetch refused")
-        ledger = LedgerLog(self.engine, actor, self._clock, self.queue, biz_id=biz_id)
+        if ledger is None:
+            ledger = LedgerLog(self.engine, actor, self._clock, self.queue, biz_id=biz_id)
         try:
             try:
-                with gate.hold(ledger, before_wait=ledger.announce_early) as held:
+                with gate.hold(ledger, before_wait=None if ledger.announced
+                               else ledger.announce_early) as held:
                     answer = client.get_result(biz_id, return_image=RETURN_IMAGE_ALL,
                                                return_verify_time=True, attempts=ledger)
                     # The slot goes straight to a request of ours waiting for one (its

@@ -16,7 +16,7 @@ from sqlmodel import select
 
 from faceid.core.errors import DataDestroyed, QuotaExhausted
 from faceid.core.timeutil import from_unix
-from faceid.store.db import urgent
+from faceid.store.db import insert_numbered, urgent
 from faceid.store.fetchqueue import FetchQueue
 from faceid.store.quota import MAX_READS, attempt_spent
 from faceid.store.tables import FetchAttempt
@@ -118,6 +118,31 @@ class LedgerLog:
                 self._write(conn)
             self._written()
 
+    @classmethod
+    def announce_batch(cls, engine: Engine, clock: Callable[[], float],
+                       fetch_queue: FetchQueue | None,
+                       first: list[tuple[str, str, int]]) -> dict[str, LedgerLog]:
+        """``announce_early`` for a claimed batch in one transaction: (biz_id, actor, attempt
+        number from the ledger the caller just read) each. The caller holds the jobs' leases,
+        so nobody else adds attempts meanwhile. One log per biz_id, its attempt committed."""
+        if not first:
+            return {}
+        logs = {biz: cls(engine, actor, clock, fetch_queue, biz_id=biz)
+                for biz, actor, _ in first}
+        with urgent(), engine.begin() as conn:
+            ids = insert_numbered(conn, FetchAttempt.__table__, [
+                {"biz_id": biz, "attempt": number, "started_at": logs[biz]._now(),
+                 "actor": actor, "outcome": None, "http_status": None, "finished_at": None}
+                for biz, actor, number in first])
+        for (biz, _, _), token in zip(first, ids, strict=True):
+            logs[biz]._early = token
+        return logs
+
+    @property
+    def announced(self) -> bool:
+        """The first attempt is committed and not sent yet."""
+        return self._early is not None
+
     def announce_early(self) -> None:
         """Commit the first attempt now, while this request waits for a slot of this process
         (``SlotGate.hold(before_wait=...)``), so that when a slot is handed over it is sent
@@ -134,7 +159,7 @@ class LedgerLog:
         waiting request of this process whose attempt is committed (``announce_early``);
         ``keep`` then records the move on the slot row. Else the slot is given back there."""
         if (self._slot is None or successor is None or successor.biz_id is None
-                or successor._early is None):
+                or not successor.announced):
             return
         successor._slot, self._slot = self._slot, None
         self._passed = (successor._slot, successor.biz_id)

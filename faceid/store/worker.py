@@ -21,6 +21,7 @@ from faceid.store.answer_batches import AnswerBatcher
 from faceid.store.fetch_jobs import Claim
 from faceid.store.fetch_outcomes import FetchOutcome, JobState, Received
 from faceid.store.fetching import FetchService
+from faceid.store.ledger import LedgerLog
 from faceid.store.slot_gate import SlotGate
 
 log = logging.getLogger(__name__)
@@ -58,7 +59,8 @@ class Worker:
         self._wake = threading.Event()
         self._idle = threading.Condition()
         self._idle_threads = 0
-        self._jobs: queue.SimpleQueue[tuple[Claim, JobState | None] | None] = queue.SimpleQueue()
+        self._jobs: queue.SimpleQueue[tuple[Claim, JobState | None, LedgerLog | None] | None] = (
+            queue.SimpleQueue())
         self._threads: list[threading.Thread] = []
         self._answers: AnswerBatcher | None = None
         # No more threads of this process ask the database for a request slot than there
@@ -162,8 +164,13 @@ class Worker:
                 except Exception as exc:
                     log.warning("worker: state read failed (%s)", type(exc).__name__)
                     states = {}
+                try:  # their first attempts, in one transaction (else each thread's own)
+                    ledgers = self.fetcher.announce(claims, states)
+                except Exception as exc:
+                    log.warning("worker: announce failed (%s)", type(exc).__name__)
+                    ledgers = {}
                 for claim in claims:
-                    self._jobs.put((claim, states.get(claim.biz_id)))
+                    self._jobs.put((claim, states.get(claim.biz_id), ledgers.get(claim.biz_id)))
         finally:
             # Hand back anything claimed but not started, so no job waits for a lease to run
             # out; then tell each run thread to stop.
@@ -173,6 +180,9 @@ class Worker:
                 except queue.Empty:
                     break
                 if left is not None:
+                    if left[2] is not None:  # announced, never sent: struck
+                        with contextlib.suppress(Exception):
+                            left[2].abort()
                     self.fetcher.queue.release(left[0])
             for _ in range(self.threads):
                 self._jobs.put(None)
@@ -184,11 +194,11 @@ class Worker:
         answers = self._answers
         assert answers is not None
         while (job := self._jobs.get()) is not None:
-            claim, state = job
+            claim, state, ledger = job
             try:
                 outcome = self.fetcher.run_claim(claim, client, retry_in_s=self.retry_delay_s,
                                                  gate=self._gate, storer=answers.put,
-                                                 state=state)
+                                                 state=state, ledger=ledger)
                 if outcome is not None:  # None: handed to the batcher, logged once stored
                     log.info("worker: biz_id=%s %s", claim.biz_id, outcome.status)
             except Exception as exc:  # a thread must outlive one bad job or a database hiccup
