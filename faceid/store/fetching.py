@@ -18,11 +18,11 @@ desk is the system of record and every read is precious:
   Every path (``fetch``, ``fetch_many``, the ``Worker``) goes through ``run_claim``.
 
 This module holds ``FetchService``; beside it: ``quota`` (what the ledger leaves to read),
-``ledger`` (``LedgerLog``), ``fetch_reads`` (quota, pre-fetch state, look-up: the read-only
-half of the service), ``fetch_outcomes`` (``FetchOutcome``, ``FetchSummary`` and the values
-passed between threads), ``fetch_batch`` (``fetch_many`` and its threads), ``slot_gate`` (how
-a process's threads share request slots) and ``refetch`` (a second read against the stored
-copy).
+``ledger`` (``LedgerLog``), ``fetch_reads`` (quota, pre-fetch state, look-up: the read-only half
+of the service), ``fetch_leftovers`` (what waits in the inbox for a fetch), ``fetch_outcomes``
+(``FetchOutcome``, ``FetchSummary`` and the values passed between threads), ``fetch_batch``
+(``fetch_many`` and its threads), ``slot_gate`` (how a process's threads share request slots)
+and ``refetch`` (a second read against the stored copy).
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ from faceid.store import write as store
 from faceid.store.db import reader, urgent
 from faceid.store.fetch_batch import fetch_many
 from faceid.store.fetch_jobs import RUNNING, Claim
+from faceid.store.fetch_leftovers import Leftovers
 from faceid.store.fetch_outcomes import (
     ALREADY,
     EXPIRED,
@@ -71,14 +72,14 @@ from faceid.store.fetchqueue import FetchQueue
 from faceid.store.ledger import LedgerLog
 from faceid.store.refetch import record_refetch
 from faceid.store.slot_gate import SlotGate, Stopped
-from faceid.store.tables import FetchAttempt, FetchJob, Inbox
+from faceid.store.tables import FetchAttempt, Inbox
 
 log = logging.getLogger(__name__)
 
 _FA = FetchAttempt.__table__.c
 
 
-class FetchService(FetchReads):
+class FetchService(FetchReads, Leftovers):
     """Reads results from FaceID into the store, spending the quota as little as possible."""
 
     def __init__(self, engine: Engine, client_factory: Callable[[], FaceIDClient],
@@ -263,43 +264,6 @@ class FetchService(FetchReads):
                 "stores it without reading FaceID again.", None, "OK", r.answer.http_status,
                 r.answer.calls) for i, r in enumerate(received)]
         return [outcomes[i] for i in range(len(received))]
-
-    def finish_received_answers(self) -> int:
-        """Store FaceID answers an interrupted run received but never stored; return how many
-        became cases. Callbacks are left alone: they wait for their fetch (with images).
-
-        First the leases of processes of this machine that are gone are ended: a rerun after
-        ``kill -9`` takes the dead run's jobs, and the answers it left, over at once."""
-        self.queue.reap()
-        now = self.queue.db_time()
-        # A body whose job is held by a live lease is its holder's to store (between its
-        # receive and its process): taking it would only make that run report it as "already
-        # stored". One left by a dead or finished holder is ours.
-        held = select(FetchJob.biz_id).where(FetchJob.state == RUNNING,
-                                             col(FetchJob.lease_until) >= now)
-        with Session(self._reader) as s:
-            ids = s.exec(select(Inbox.id).where(Inbox.source == "api",
-                                                col(Inbox.processed_at).is_(None),
-                                                col(Inbox.biz_id).not_in(held))
-                         .order_by(col(Inbox.id))).all()
-        stored = store.process_many(self.engine, [i for i in ids if i is not None],
-                                    hash_key=self._settings.hash_key())
-        return sum(1 for r in stored if r.created)
-
-    def settle_callbacks(self, biz_id: str) -> int:
-        """Finish the stored callbacks of ``biz_id`` once its fetch is final: duplicates of a
-        stored result are marked done; if the fetch failed for good, the callback's own data
-        (no images) becomes the record, so the case is not lost."""
-        with Session(self._reader) as s:
-            ids = s.exec(select(Inbox.id).where(Inbox.source == "notify",
-                                                Inbox.biz_id == biz_id,
-                                                col(Inbox.processed_at).is_(None))
-                         .order_by(col(Inbox.id))).all()
-        for inbox_id in ids:
-            if inbox_id is not None:
-                store.process(self.engine, inbox_id, hash_key=self._settings.hash_key(),
-                              actor="notify")
-        return len(ids)
 
     def _fetch_locked(self, biz_id: str, actor: str, refetch: bool, client: FaceIDClient,
                       gate: SlotGate, *, defer: bool = False,
