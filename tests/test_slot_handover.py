@@ -351,3 +351,38 @@ def test_a_claimed_batch_announces_only_the_jobs_that_will_read(mt_engine, sim, 
         if c.biz_id != new:
             service.queue.release(c)
     assert service.queue.held() == (set(), set())
+
+
+def test_the_worker_claims_a_batch_ahead_of_its_threads_and_no_more(mt_engine, sim, client,
+                                                                    clock) -> None:
+    """One run thread and two slots: at most a batch as big as the cap waits in the worker
+    for its thread (claimed, attempt committed), so other workers can still take the rest."""
+    sim.state.latency_s = 0.3
+    service = make_service(mt_engine, client, clock)
+    service.queue.cap = 2
+    ids = [fresh(sim, clock, 600 + i) for i in range(8)]
+    worker = Worker(service, threads=1, idle_s=0.02)
+    assert worker.ahead == 2
+    worker.start()
+    try:
+        service.queue.enqueue(ids, "ops")
+        worker.wake()
+        waiting, running = [], []
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:
+            waiting.append(worker._jobs.qsize())
+            running.append(sum(1 for j in service.queue.jobs(ids).values()
+                               if j.state == "running"))
+            time.sleep(0.02)
+        assert max(waiting) == 2  # filled, never more
+        assert max(running) < len(ids)  # no hoarding: the rest stays claimable
+    finally:
+        worker.stop()
+    jobs = service.queue.jobs(ids)
+    # Stopped: the jobs it had claimed but not started were given back, their attempts struck.
+    assert all(j.state != "running" for j in jobs.values())
+    with Session(mt_engine) as s:
+        unsent = s.exec(select(func.count()).select_from(FetchAttempt)
+                        .where(FetchAttempt.outcome.is_(None))).one()[0]
+    assert unsent == 0
+    assert sim.state.total_requests == sum(1 for j in jobs.values() if j.state == DONE)
