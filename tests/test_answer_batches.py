@@ -4,8 +4,10 @@ the in-process SQLite writer lock that keeps writers from sleeping in SQLite's b
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
+from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import func, select, text
@@ -31,6 +33,23 @@ from tests.test_fetching import fresh, make_service
 
 # The simulator, client and clock fixtures of the fetch tests.
 clock, sim, client = test_fetching.clock, test_fetching.sim, test_fetching.client
+
+
+@contextlib.contextmanager
+def working(worker: Worker, ids: list[str]) -> Iterator[Worker]:
+    """Start ``worker``, enqueue ``ids``, and yield once every job is done (then stop it)."""
+    service = worker.fetcher
+    worker.start()
+    try:
+        service.queue.enqueue(ids, "ops")
+        worker.wake()
+        deadline = time.monotonic() + 60
+        while {j.state for j in service.queue.jobs(ids).values()} != {DONE}:
+            assert time.monotonic() < deadline, "the worker did not finish its jobs"
+            time.sleep(0.02)
+        yield worker
+    finally:
+        worker.stop()
 
 
 def _run_all(service, client, ids: list[str]) -> list:
@@ -134,18 +153,8 @@ def test_the_worker_stores_in_batches_and_finishes_every_job(mt_engine, sim, cli
     service = make_service(mt_engine, client, clock)
     ids = [fresh(sim, clock, 340 + i) for i in range(12)]
     worker = Worker(service, idle_s=0.02)
-    worker.start()
-    try:
-        service.queue.enqueue(ids, "ops")
-        worker.wake()
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if {j.state for j in service.queue.jobs(ids).values()} == {DONE}:
-                break
-            time.sleep(0.05)
+    with working(worker, ids):
         batches = worker._answers.batches if worker._answers else 0
-    finally:
-        worker.stop()
     assert {j.state for j in service.queue.jobs(ids).values()} == {DONE}
     assert store.stored_biz_ids(mt_engine, ids) == set(ids)
     assert 1 <= batches <= 12

@@ -21,6 +21,7 @@ from faceid.store.slot_gate import SlotGate, Stopped
 from faceid.store.tables import FetchAttempt, FetchSlot
 from faceid.store.worker import Worker
 from tests import test_fetching
+from tests.test_answer_batches import working
 from tests.test_fetching import fresh, make_service
 
 clock, sim, client = test_fetching.clock, test_fetching.sim, test_fetching.client
@@ -257,14 +258,8 @@ def test_the_worker_hands_slots_on_and_keeps_every_guarantee(mt_engine, sim, cli
                         lambda self, conn, biz_id: takes.append(biz_id) or real(self, conn,
                                                                                 biz_id))
     ids = [fresh(sim, clock, 400 + i) for i in range(12)]
-    worker = Worker(service, idle_s=0.02)
-    worker.start()
-    try:
-        service.queue.enqueue(ids, "ops")
-        worker.wake()
-        _until(lambda: {j.state for j in service.queue.jobs(ids).values()} == {DONE}, 60)
-    finally:
-        worker.stop()
+    with working(Worker(service, idle_s=0.02), ids):
+        pass
     assert store.stored_biz_ids(mt_engine, ids) == set(ids)
     assert sim.state.total_requests == 12 and sim.state.max_in_flight <= 2
     assert len(takes) < 12  # the rest went out on a slot handed over
