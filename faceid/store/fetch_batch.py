@@ -1,6 +1,7 @@
-"""``FetchService.fetch_many`` (``fetch_many``) and its batch: worker threads that claim its
-jobs and run them (``_Batch``) through the batch's own gate of in-flight slots, which a
-refusal hitting every call (bad credentials) stops.
+"""``FetchService.fetch_many`` (``fetch_many``) and its batch (``_Batch``): a ``Worker`` whose
+dispatcher claims the batch's own biz_ids and whose gate a refusal hitting every call (bad
+credentials) stops, so a bulk fetch gets the worker's batched claims, announced attempts and
+slot hand-over (decision 29).
 
 Apart from ``faceid.store.fetching`` because the service imports this module: the service is
 typed here by what a batch needs of it (``BatchService``), never imported.
@@ -13,28 +14,23 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
 from sqlalchemy import Engine
 
-from faceid.api.client import FaceIDClient
 from faceid.core.errors import AuthenticationError, AuthorizationError
 from faceid.store import write as store
-from faceid.store.answer_batches import AnswerBatcher
 from faceid.store.fetch_jobs import RUNNING, Claim
 from faceid.store.fetch_outcomes import (
     ALREADY,
     FAILED,
-    AnswerSink,
     FetchOutcome,
     FetchSummary,
-    Received,
     _not_attempted,
     _outcome_of_other,
 )
-from faceid.store.fetchqueue import FetchQueue
 from faceid.store.slot_gate import SlotGate
+from faceid.store.worker import Fetcher, Worker
 
 log = logging.getLogger(__name__)
 
@@ -42,37 +38,27 @@ log = logging.getLogger(__name__)
 _FATAL = (AuthenticationError, AuthorizationError)
 
 
-class BatchService(Protocol):
+class BatchService(Fetcher, Protocol):
     """What a batch uses of ``faceid.store.fetching.FetchService``."""
 
     engine: Engine
-    queue: FetchQueue
-
-    def finish_received_answers(self) -> int: ...
-
-    def client(self) -> FaceIDClient: ...
-
-    def run_claim(self, claim: Claim, client: FaceIDClient, *, actor: str | None = None,
-                  gate: SlotGate | None = None,
-                  storer: AnswerSink | None = None) -> FetchOutcome | None: ...
-
-    def store_answers(self, received: list[Received]) -> list[FetchOutcome]: ...
 
 
 class _Batch:
-    """One ``fetch_many`` run: worker threads claim its jobs; the calling thread watches the
-    jobs other processes hold and hands back any whose lease lapses."""
+    """One ``fetch_many`` run: a ``Worker`` whose dispatcher claims this batch's biz_ids (a
+    few at a time, in one transaction) and whose gate the batch can stop; the calling thread
+    watches the jobs other processes hold and hands back any whose lease lapses."""
 
     def __init__(self, service: BatchService, todo: list[str], seen: dict[str, int],
                  actor: str, concurrency: int, report: Callable[[FetchOutcome], None]) -> None:
         self.service, self.todo, self.seen, self.actor = service, todo, seen, actor
-        self.threads = 2 * max(1, concurrency)
+        self.concurrency = max(1, concurrency)
         self.report = report
         self.stop = threading.Event()
         # A refusal that will hit every call (bad credentials) stops the batch before the
         # slot moves on, and a stopped gate lets no more calls out.
-        self.slots = SlotGate(concurrency, stop=self.stop, fatal=_FATAL)
-        self.work: queue.Queue[str | None] = queue.Queue()
+        self.slots = SlotGate(self.concurrency, stop=self.stop, fatal=_FATAL)
+        self.work: queue.SimpleQueue[str] = queue.SimpleQueue()
         self.lock = threading.Lock()
         self.waiting: set[str] = set()
         self.finished: set[str] = set()
@@ -83,55 +69,52 @@ class _Batch:
             self.finished.add(outcome.biz_id)
         self.report(outcome)
 
-    def _stored(self, received: Received, outcome: FetchOutcome) -> None:
-        self._done(outcome)
-
-    def _worker(self, client: FaceIDClient, answers: AnswerBatcher) -> None:
-        while (biz_id := self.work.get()) is not None:
-            if self.stop.is_set():
-                with self.lock:
-                    self.skipped.append(biz_id)
-                self._done(_not_attempted(biz_id))
-                continue
+    def _claim(self, n: int) -> list[Claim]:
+        """The worker's claim: up to ``n`` of this batch's biz_ids. One held by another
+        process is watched instead (``_watch``); none is claimed once the batch stopped."""
+        ids: list[str] = []
+        while len(ids) < n:
             try:
-                claim = self.service.queue.claim(biz_id)
-                if claim is None:
-                    with self.lock:
-                        self.waiting.add(biz_id)
-                    continue
-                handed = self.service.run_claim(claim, client, actor=self.actor,
-                                                gate=self.slots, storer=answers.put)
-                if handed is None:
-                    continue  # the batcher reports it once stored
-                outcome = handed
-            except Exception as exc:  # the database is away: this biz_id fails, not the run
-                log.error("fetch biz_id=%s failed (%s)", biz_id, type(exc).__name__)
-                outcome = FetchOutcome(biz_id, FAILED, "The database could not be reached "
-                                       f"({type(exc).__name__}); rerun to resume.")
-            self._done(outcome)
+                ids.append(self.work.get_nowait())
+            except queue.Empty:
+                break
+        if not ids:
+            return []
+        if self.stop.is_set():
+            with self.lock:
+                self.skipped.extend(ids)
+            for biz_id in ids:
+                self._done(_not_attempted(biz_id))
+            return []
+        try:
+            claims = self.service.queue.claim_these(ids)
+        except Exception as exc:  # the database is away: these biz_ids fail, not the run
+            log.error("fetch: %d biz_id(s) not claimed (%s)", len(ids), type(exc).__name__)
+            for biz_id in ids:
+                self._done(FetchOutcome(biz_id, FAILED, "The database could not be reached "
+                                        f"({type(exc).__name__}); rerun to resume."))
+            return []
+        got = {c.biz_id for c in claims}
+        with self.lock:
+            self.waiting.update(b for b in ids if b not in got)
+        return claims
 
     def run(self) -> None:
         for biz_id in self.todo:
             self.work.put(biz_id)
-        client = self.service.client()
-        answers = AnswerBatcher(self.service.store_answers, self._stored).start()
+        worker = Worker(self.service, threads=2 * self.concurrency, idle_s=0.05, name="fetch",
+                        claim=self._claim, gate=self.slots, ahead=self.concurrency,
+                        on_outcome=self._done, resume=False, actor=self.actor)
+        worker.start()
         try:
-            with ThreadPoolExecutor(max_workers=self.threads,
-                                    thread_name_prefix="faceid-fetch") as pool:
-                for _ in range(self.threads):
-                    pool.submit(self._worker, client, answers)
-                try:
-                    self._watch()
-                finally:
-                    for _ in range(self.threads):
-                        self.work.put(None)
+            self._watch(worker)
         finally:
-            answers.close()
+            worker.stop()
         if self.skipped:
             self.service.queue.abandon(self.skipped, "Not attempted: an earlier answer showed "
                                        "every call would be refused.")
 
-    def _watch(self) -> None:
+    def _watch(self, worker: Worker) -> None:
         """Until every biz_id has an outcome: poll the jobs held elsewhere."""
         pause = 0.05
         while True:
@@ -158,6 +141,7 @@ class _Batch:
                     with self.lock:
                         self.waiting.discard(biz_id)
                     self.work.put(biz_id)
+                    worker.wake()
                     pause = 0.05
 
 

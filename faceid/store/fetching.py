@@ -221,7 +221,8 @@ class FetchService(FetchReads, Leftovers):
                       type(exc).__name__)
             raise
 
-    def announce(self, claims: list[Claim], states: dict[str, JobState]) -> dict[str, LedgerLog]:
+    def announce(self, claims: list[Claim], states: dict[str, JobState], *,
+                 actor: str | None = None) -> dict[str, LedgerLog]:
         """Commit the first attempt of every claimed job that will read FaceID (by its
         pre-fetch state) in one transaction, for a worker's batch: its run threads then send
         with no write of their own before the call (decision 29). Unsent ones are struck
@@ -232,7 +233,8 @@ class FetchService(FetchReads, Leftovers):
             if (c.refetch or st is None or st.verification_id is not None
                     or st.leftover is not None or not st.quota.first_fetch_allowed):
                 continue
-            first.append((c.biz_id, c.requested_by or "worker", st.quota.attempts + 1))
+            first.append((c.biz_id, actor or c.requested_by or "worker",
+                          st.quota.attempts + 1))
         return LedgerLog.announce_batch(self.engine, self._clock, self.queue, first)
 
     def store_answers(self, received: list[Received]) -> list[FetchOutcome]:
@@ -365,9 +367,10 @@ class FetchService(FetchReads, Leftovers):
                    refetch: bool = False, resume: bool = True) -> FetchSummary:
         """Fetch many biz_ids through the queue; each one is committed on its own.
 
-        Every biz_id not stored is enqueued; ``2 × concurrency`` threads claim the jobs and
-        run them (the request slots cap what is in flight), and one batcher thread stores
-        what comes back (decision 27). A job another process holds is waited for, and its
+        Every biz_id not stored is enqueued and worked by a ``Worker`` of this call: its
+        dispatcher claims a few of these biz_ids at a time, ``2 × concurrency`` threads run
+        them (the request slots cap what is in flight), and its batcher stores what comes
+        back (decisions 27 and 29). A job another process holds is waited for, and its
         outcome reported as that process's ("stored by another process"), never read again.
         ``resume`` first finishes bodies an interrupted run received but never processed, so
         they count as stored and are not read again. ``progress`` is called once per biz_id.

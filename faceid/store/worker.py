@@ -15,12 +15,14 @@ import queue
 import random
 import threading
 import time
+from collections.abc import Callable
+from typing import Protocol
 
 from faceid.api.client import FaceIDClient
 from faceid.store.answer_batches import AnswerBatcher
 from faceid.store.fetch_jobs import Claim
-from faceid.store.fetch_outcomes import FetchOutcome, JobState, Received
-from faceid.store.fetching import FetchService
+from faceid.store.fetch_outcomes import FAILED, AnswerSink, FetchOutcome, JobState, Received
+from faceid.store.fetchqueue import FetchQueue
 from faceid.store.ledger import LedgerLog
 from faceid.store.slot_gate import SlotGate
 
@@ -34,6 +36,30 @@ CLAIM_GATHER_S = 0.02
 REAP_EVERY_S = 5.0
 
 
+class Fetcher(Protocol):
+    """What a worker uses of ``faceid.store.fetching.FetchService`` (typed, not imported: the
+    service's ``fetch_many`` runs a worker)."""
+
+    queue: FetchQueue
+
+    def client(self) -> FaceIDClient: ...
+
+    def finish_received_answers(self) -> int: ...
+
+    def states(self, biz_ids: list[str]) -> dict[str, JobState]: ...
+
+    def announce(self, claims: list[Claim], states: dict[str, JobState], *,
+                 actor: str | None = None) -> dict[str, LedgerLog]: ...
+
+    def run_claim(self, claim: Claim, client: FaceIDClient, *, actor: str | None = None,
+                  gate: SlotGate | None = None, reraise: bool = False,
+                  retry_in_s: float | None = None, storer: AnswerSink | None = None,
+                  state: JobState | None = None,
+                  ledger: LedgerLog | None = None) -> FetchOutcome | None: ...
+
+    def store_answers(self, received: list[Received]) -> list[FetchOutcome]: ...
+
+
 class Worker:
     """A dispatcher thread claims due jobs — as many as there are idle run threads, plus a
     batch ahead, in one transaction — reads their pre-fetch states and commits their first
@@ -43,10 +69,23 @@ class Worker:
     their slot to the next request and commit each answer to the inbox; one
     ``AnswerBatcher`` thread stores them in batches (decision 27)."""
 
-    def __init__(self, fetcher: FetchService, *, threads: int | None = None,
+    def __init__(self, fetcher: Fetcher, *, threads: int | None = None,
                  idle_s: float = DEFAULT_IDLE_S, name: str = "worker",
-                 retry_delay_s: float | None = None) -> None:
+                 retry_delay_s: float | None = None,
+                 claim: Callable[[int], list[Claim]] | None = None,
+                 gate: SlotGate | None = None, ahead: int | None = None,
+                 on_outcome: Callable[[FetchOutcome], None] | None = None,
+                 resume: bool = True, actor: str | None = None) -> None:
+        """``claim``, ``gate`` and ``on_outcome`` let ``fetch_many`` run its own biz_ids
+        through a worker: up to n of them claimed per call (default: any due jobs), its gate
+        (stopped by a refusal that would fail every call), and each job's outcome reported.
+        ``resume``: first store answers an interrupted run left in the inbox. ``actor``: who
+        the ledger and the audit trail name (default: whoever asked for each job)."""
+        self.actor = actor
         self.fetcher = fetcher
+        self._claim_jobs = claim or fetcher.queue.claim_batch
+        self._on_outcome = on_outcome
+        self._resume = resume
         #: When a transient failure of a job with tries left is run again.
         self.retry_delay_s = retry_delay_s
         # Twice the cap by default: while some threads wait on FaceID, others commit what
@@ -58,7 +97,7 @@ class Worker:
         #: its slot on finds its next job ready. Without them, on PostgreSQL run threads
         #: waited ~49 ms per job for the dispatcher's claim/state/announce round trips and a
         #: third of the answers found no request to hand their slot to (bench/README.md).
-        self.ahead = fetcher.queue.cap
+        self.ahead = fetcher.queue.cap if ahead is None else ahead
         self._claim_min = max(1, self.threads // 4)
         self.name = name
         self.runs = 0
@@ -75,7 +114,7 @@ class Worker:
         # are slots: the others would only spin on write transactions that cannot succeed.
         # They wait here instead, and a request with its answer hands its slot to the
         # first of them in the answer's own commit (decision 29).
-        self._gate = SlotGate(fetcher.queue.cap)
+        self._gate = gate or SlotGate(fetcher.queue.cap)
 
     @property
     def running(self) -> bool:
@@ -87,10 +126,11 @@ class Worker:
         if self.running:
             return
         self._stop.clear()
-        try:
-            self.fetcher.finish_received_answers()
-        except Exception as exc:  # the queue work does not depend on it
-            log.warning("worker: pending bodies not processed (%s)", type(exc).__name__)
+        if self._resume:
+            try:
+                self.fetcher.finish_received_answers()
+            except Exception as exc:  # the queue work does not depend on it
+                log.warning("worker: pending bodies not processed (%s)", type(exc).__name__)
         self._room = self.threads + self.ahead
         client = self.fetcher.client()
         # The run threads only wait on FaceID; what comes back is stored in batches here.
@@ -150,7 +190,7 @@ class Worker:
                 if self._stop.is_set():
                     break
                 try:
-                    claims = self.fetcher.queue.claim_batch(want)
+                    claims = self._claim_jobs(want)
                 except Exception as exc:  # the database is away: try again later
                     log.warning("worker: claim failed (%s)", type(exc).__name__)
                     claims = []
@@ -173,7 +213,7 @@ class Worker:
                     log.warning("worker: state read failed (%s)", type(exc).__name__)
                     states = {}
                 try:  # their first attempts, in one transaction (else each thread's own)
-                    ledgers = self.fetcher.announce(claims, states)
+                    ledgers = self.fetcher.announce(claims, states, actor=self.actor)
                 except Exception as exc:
                     log.warning("worker: announce failed (%s)", type(exc).__name__)
                     ledgers = {}
@@ -196,7 +236,12 @@ class Worker:
                 self._jobs.put(None)
 
     def _stored(self, received: Received, outcome: FetchOutcome) -> None:
-        log.info("worker: biz_id=%s %s", received.claim.biz_id, outcome.status)
+        self._report(outcome)
+
+    def _report(self, outcome: FetchOutcome) -> None:
+        log.info("worker: biz_id=%s %s", outcome.biz_id, outcome.status)
+        if self._on_outcome is not None:
+            self._on_outcome(outcome)
 
     def _run(self, client: FaceIDClient) -> None:
         answers = self._answers
@@ -204,13 +249,18 @@ class Worker:
         while (job := self._jobs.get()) is not None:
             claim, state, ledger = job
             try:
-                outcome = self.fetcher.run_claim(claim, client, retry_in_s=self.retry_delay_s,
+                outcome = self.fetcher.run_claim(claim, client, actor=self.actor,
+                                                 retry_in_s=self.retry_delay_s,
                                                  gate=self._gate, storer=answers.put,
                                                  state=state, ledger=ledger)
-                if outcome is not None:  # None: handed to the batcher, logged once stored
-                    log.info("worker: biz_id=%s %s", claim.biz_id, outcome.status)
+                if outcome is not None:  # None: handed to the batcher, reported once stored
+                    self._report(outcome)
             except Exception as exc:  # a thread must outlive one bad job or a database hiccup
                 log.error("worker: biz_id=%s failed (%s)", claim.biz_id, type(exc).__name__)
+                if self._on_outcome is not None:
+                    self._on_outcome(FetchOutcome(
+                        claim.biz_id, FAILED, "The database could not be reached "
+                        f"({type(exc).__name__}); rerun to resume."))
             finally:
                 with self._idle:
                     self.runs += 1
@@ -218,4 +268,4 @@ class Worker:
                     self._idle.notify_all()
 
 
-__all__ = ["DEFAULT_IDLE_S", "Worker"]
+__all__ = ["DEFAULT_IDLE_S", "Fetcher", "Worker"]

@@ -3,10 +3,12 @@ the decision on the timeline. Screenshots go to artifacts/screenshots/review-*.p
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import expect
 
 from faceid.api.simulator import generate_batch
@@ -60,6 +62,15 @@ def test_queue_case_claim_decide_timeline(page, tmp_path, monkeypatch) -> None:
         # The images were delivered as bytes and decoded by the browser.
         images = page.locator("[data-testid='stImage'] img")
         expect(images.first).to_be_visible()
+        # Each image loads on its own request: wait until all have (CI once caught one of
+        # four still loading), then read what the browser decoded.
+        with contextlib.suppress(PlaywrightTimeout):
+            page.wait_for_function(
+                """() => {
+                    const els = [...document.querySelectorAll("[data-testid='stImage'] img")];
+                    return els.length >= 2 && els.every(e => e.complete && e.naturalWidth > 0);
+                }""",
+                timeout=15_000)
         widths = images.evaluate_all("els => els.map(e => e.complete ? e.naturalWidth : 0)")
         assert len(widths) >= 2 and all(w > 0 for w in widths), widths
         assert all(src.startswith(base) for src in
