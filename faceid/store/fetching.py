@@ -21,8 +21,8 @@ This module holds ``FetchService``; beside it: ``quota`` (what the ledger leaves
 ``ledger`` (``LedgerLog``), ``fetch_reads`` (quota, pre-fetch state, look-up: the read-only half
 of the service), ``fetch_leftovers`` (what waits in the inbox for a fetch), ``fetch_outcomes``
 (``FetchOutcome``, ``FetchSummary`` and the values passed between threads), ``fetch_batch``
-(``fetch_many`` and its threads), ``slot_gate`` (how a process's threads share request slots)
-and ``refetch`` (a second read against the stored copy).
+(``fetch_many``: a worker over the call's biz_ids), ``slot_gate`` (how a process's threads share
+request slots) and ``refetch`` (a second read against the stored copy).
 """
 
 from __future__ import annotations
