@@ -428,6 +428,11 @@ def test_fetch_many_stops_calling_after_authentication_error(mt_engine, sim, clo
     summary = make_service(mt_engine, wrong, clock).fetch_many(ids, "alice", concurrency=1)
     assert summary.failed == 5 and sim.state.total_requests == 1
     assert sum("Not attempted" in o.message for o in summary.outcomes) == 4
+    # The attempts the dispatcher had announced for the others were struck (no read spent),
+    # and no job is left queued for another process to send with the same credentials.
+    assert count(mt_engine, FetchAttempt) == 1
+    jobs = make_service(mt_engine, wrong, clock).queue.jobs(ids)
+    assert {j.state for j in jobs.values()} == {"failed"}
 
 
 def test_parallel_fetches_of_one_biz_id_spend_one_read(mt_engine, sim, client, clock) -> None:

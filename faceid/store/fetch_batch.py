@@ -24,6 +24,7 @@ from faceid.store.fetch_jobs import RUNNING, Claim
 from faceid.store.fetch_outcomes import (
     ALREADY,
     FAILED,
+    NOT_ATTEMPTED,
     FetchOutcome,
     FetchSummary,
     _not_attempted,
@@ -67,6 +68,10 @@ class _Batch:
     def _done(self, outcome: FetchOutcome) -> None:
         with self.lock:
             self.finished.add(outcome.biz_id)
+            if outcome.message == NOT_ATTEMPTED:
+                # Claimed or not, never sent: failed for good below (``abandon``), so that no
+                # other process sends it with the same refused credentials.
+                self.skipped.append(outcome.biz_id)
         self.report(outcome)
 
     def _claim(self, n: int) -> list[Claim]:
@@ -81,8 +86,6 @@ class _Batch:
         if not ids:
             return []
         if self.stop.is_set():
-            with self.lock:
-                self.skipped.extend(ids)
             for biz_id in ids:
                 self._done(_not_attempted(biz_id))
             return []
@@ -111,8 +114,7 @@ class _Batch:
         finally:
             worker.stop()
         if self.skipped:
-            self.service.queue.abandon(self.skipped, "Not attempted: an earlier answer showed "
-                                       "every call would be refused.")
+            self.service.queue.abandon(self.skipped, NOT_ATTEMPTED)
 
     def _watch(self, worker: Worker) -> None:
         """Until every biz_id has an outcome: poll the jobs held elsewhere."""

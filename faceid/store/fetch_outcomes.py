@@ -166,9 +166,12 @@ def _outcome_of_other(job: JobView) -> FetchOutcome:
                         None, job.last_code, job.last_http_status)
 
 
+#: The message of a biz_id a stopped batch never sent (``_not_attempted``).
+NOT_ATTEMPTED = "Not attempted: an earlier answer showed every call would be refused."
+
+
 def _not_attempted(biz_id: str) -> FetchOutcome:
-    return FetchOutcome(biz_id, FAILED, "Not attempted: an earlier answer showed every call "
-                        "would be refused.")
+    return FetchOutcome(biz_id, FAILED, NOT_ATTEMPTED)
 
 
 def _status_of(exc: FaceIDError) -> str:
