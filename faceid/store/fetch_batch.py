@@ -23,10 +23,10 @@ from faceid.store import write as store
 from faceid.store.fetch_jobs import RUNNING, Claim
 from faceid.store.fetch_outcomes import (
     ALREADY,
-    FAILED,
     NOT_ATTEMPTED,
     FetchOutcome,
     FetchSummary,
+    _db_unreachable,
     _not_attempted,
     _outcome_of_other,
 )
@@ -94,8 +94,7 @@ class _Batch:
         except Exception as exc:  # the database is away: these biz_ids fail, not the run
             log.error("fetch: %d biz_id(s) not claimed (%s)", len(ids), type(exc).__name__)
             for biz_id in ids:
-                self._done(FetchOutcome(biz_id, FAILED, "The database could not be reached "
-                                        f"({type(exc).__name__}); rerun to resume."))
+                self._done(_db_unreachable(biz_id, exc))
             return []
         got = {c.biz_id for c in claims}
         with self.lock:

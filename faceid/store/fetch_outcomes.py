@@ -174,6 +174,13 @@ def _not_attempted(biz_id: str) -> FetchOutcome:
     return FetchOutcome(biz_id, FAILED, NOT_ATTEMPTED)
 
 
+def _db_unreachable(biz_id: str, exc: BaseException) -> FetchOutcome:
+    """A biz_id whose run the database stopped before anything was sent (the type only: a
+    driver's message can quote a URL or values)."""
+    return FetchOutcome(biz_id, FAILED, "The database could not be reached "
+                        f"({type(exc).__name__}); rerun to resume.")
+
+
 def _status_of(exc: FaceIDError) -> str:
     if isinstance(exc, ResultNotFound):
         return NOT_FOUND

@@ -62,16 +62,15 @@ class RequestSlots:
         """After the taking transaction committed: renew the slot's lease from now on."""
         self._hold(slots=[slot])
 
-    def move_slot(self, conn: Connection, slot: int, biz_id: str) -> bool:
+    def move_slot(self, conn: Connection, slot: int, biz_id: str) -> None:
         """Inside the caller's transaction, record that a slot this process holds now serves
-        ``biz_id`` (``LedgerLog.pass_slot`` handed it over): False if the slot is no longer
-        ours (its lease lapsed and another process took it)."""
+        ``biz_id`` (``LedgerLog.pass_slot`` handed it over). Which request a slot serves is
+        for the queue's status only; a slot no longer ours (its lease lapsed and another
+        process took it) is left as that process wrote it."""
         now = self._now()
-        moved = conn.execute(update(FetchSlot.__table__)
-                             .where(S.slot == slot, S.holder == self.owner)
-                             .values(biz_id=biz_id, acquired_at=now,
-                                     lease_until=now + self.lease_s))
-        return moved.rowcount == 1
+        conn.execute(update(FetchSlot.__table__)
+                     .where(S.slot == slot, S.holder == self.owner)
+                     .values(biz_id=biz_id, acquired_at=now, lease_until=now + self.lease_s))
 
     def free_slot(self, conn: Connection, slot: int) -> None:
         """Give a slot back inside the caller's transaction (with the ledger's outcome)."""

@@ -154,7 +154,9 @@ class FetchService(FetchReads, Leftovers):
         ``storer`` to be stored with others in one transaction (``store_answers``), and None
         is returned: the calling thread is free for the next job at once, and the job's
         outcome is recorded when its batch is stored. ``state`` is ``states()``'s answer for
-        the biz_id, read after the claim (a worker reads it for its whole batch at once)."""
+        the biz_id, read after the claim (a worker reads it for its whole batch at once), and
+        ``ledger`` the job's first attempt, if the worker committed it already (``announce``):
+        struck here if the run ends without sending it."""
         biz_id, who = claim.biz_id, actor or claim.requested_by or "worker"
         error: BaseException | None = None
         try:

@@ -21,7 +21,13 @@ from typing import Protocol
 from faceid.api.client import FaceIDClient
 from faceid.store.answer_batches import AnswerBatcher
 from faceid.store.fetch_jobs import Claim
-from faceid.store.fetch_outcomes import FAILED, AnswerSink, FetchOutcome, JobState, Received
+from faceid.store.fetch_outcomes import (
+    AnswerSink,
+    FetchOutcome,
+    JobState,
+    Received,
+    _db_unreachable,
+)
 from faceid.store.fetchqueue import FetchQueue
 from faceid.store.ledger import LedgerLog
 from faceid.store.slot_gate import SlotGate
@@ -113,7 +119,7 @@ class Worker:
         # No more threads of this process ask the database for a request slot than there
         # are slots: the others would only spin on write transactions that cannot succeed.
         # They wait here instead, and a request with its answer hands its slot to the
-        # first of them in the answer's own commit (decision 29).
+        # first of them in memory, before its own commit (decision 29).
         self._gate = gate or SlotGate(fetcher.queue.cap)
 
     @property
@@ -258,9 +264,7 @@ class Worker:
             except Exception as exc:  # a thread must outlive one bad job or a database hiccup
                 log.error("worker: biz_id=%s failed (%s)", claim.biz_id, type(exc).__name__)
                 if self._on_outcome is not None:
-                    self._on_outcome(FetchOutcome(
-                        claim.biz_id, FAILED, "The database could not be reached "
-                        f"({type(exc).__name__}); rerun to resume."))
+                    self._on_outcome(_db_unreachable(claim.biz_id, exc))
             finally:
                 with self._idle:
                     self.runs += 1
