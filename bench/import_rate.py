@@ -189,7 +189,7 @@ PHASES: dict[str, tuple[str, str]] = {
     "decode + biz_id (json.loads, unwrap)": ("importing.py", "_candidate"),
     "skip stored (one IN query per batch)": ("write.py", "stored_biz_ids"),
     "inbox commit (executemany)": ("write.py", "_receive"),
-    "prepare rows (all below)": ("prepare.py", "_prepare"),
+    "prepare rows (all below)": ("prepare.py", "prepare"),
     "  parse (model, images)": ("parse.py", "parse_document"),
     "    of which base64 decode": ("images.py", "_b64decode"),
     "    of which JPEG checks (Pillow)": ("images.py", "check_jpeg"),

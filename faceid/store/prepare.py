@@ -1,9 +1,9 @@
 """The parse half of the write path: an inbox row's body becomes the rows it is stored as
-(``_Case``: verification columns, raw body with images elided, image rows), or the reason it
+(``Case``: verification columns, raw body with images elided, image rows), or the reason it
 is not a result. No database.
 
 Apart from ``faceid.store.write``, which calls it, because it is pure: the parsing processes
-of an import (a spawn ``ProcessPoolExecutor`` that pickles ``_prepare_body`` by name) run
+of an import (a spawn ``ProcessPoolExecutor`` that pickles ``prepare_body`` by name) run
 this module, not the write path.
 """
 
@@ -31,12 +31,12 @@ log = logging.getLogger(__name__)
 
 #: The widest biz_id the verification holds (PostgreSQL enforces it; SQLite does not, so the
 #: store checks it itself and both databases behave the same).
-_BIZ_ID_MAX = Verification.__table__.c.biz_id.type.length or 256
+BIZ_ID_MAX = Verification.__table__.c.biz_id.type.length or 256
 _CHUNK = 16  # documents per task sent to a parsing process: amortises the round trip
 
 
 @dataclass(slots=True)
-class _Pending:
+class Pending:
     """An inbox row to parse and store (its body committed)."""
 
     inbox_id: int
@@ -48,7 +48,7 @@ class _Pending:
 
 
 @dataclass(frozen=True, slots=True)
-class _Case:
+class Case:
     """A parsed body, as the rows it becomes (no verification id yet)."""
 
     biz_id: str
@@ -58,25 +58,25 @@ class _Case:
     flags: int
 
 
-def _parse(pending: list[_Pending], hash_key: bytes,
-           executor: Executor | None) -> Iterator[_Case | str]:
+def parse_all(pending: list[Pending], hash_key: bytes,
+           executor: Executor | None) -> Iterator[Case | str]:
     if executor is not None and len(pending) > 1:
         # The worker decodes the JSON again: sending the bytes costs a copy, pickling the
         # decoded document costs more than decoding it there. map() submits every chunk now
         # and returns at once; the results are collected in order when iterated.
-        return executor.map(_prepare_body, [p.body for p in pending],
+        return executor.map(prepare_body, [p.body for p in pending],
                             itertools.repeat(hash_key), chunksize=_CHUNK)
     # Here: lazily, when the batch is stored, so a batch waiting for its turn does not hold
     # its parsed rows beside its bodies.
-    return (_prepare(p.body, p.doc, hash_key) for p in pending)
+    return (prepare(p.body, p.doc, hash_key) for p in pending)
 
 
-def _prepare_body(body: bytes, hash_key: bytes) -> _Case | str:
-    """``_prepare`` as a process pool calls it (module level, so it pickles by name)."""
-    return _prepare(body, None, hash_key)
+def prepare_body(body: bytes, hash_key: bytes) -> Case | str:
+    """``prepare`` as a process pool calls it (module level, so it pickles by name)."""
+    return prepare(body, None, hash_key)
 
 
-def _prepare(body: bytes, doc: dict[str, Any] | None, hash_key: bytes) -> _Case | str:
+def prepare(body: bytes, doc: dict[str, Any] | None, hash_key: bytes) -> Case | str:
     """Parse one body into the rows to insert, or say why it is not a result. Never raises:
     a parser bug must cost one document, not the batch (and its text could quote the
     document, so only the type is kept)."""
@@ -84,15 +84,15 @@ def _prepare(body: bytes, doc: dict[str, Any] | None, hash_key: bytes) -> _Case 
         if doc is None:
             doc = loads_document(body)
         parsed = parse_document(doc)
-        if len(parsed.biz_id) > _BIZ_ID_MAX:
-            return f"biz_info.biz_id is longer than {_BIZ_ID_MAX} characters."
+        if len(parsed.biz_id) > BIZ_ID_MAX:
+            return f"biz_info.biz_id is longer than {BIZ_ID_MAX} characters."
         raw_body = json.dumps(elide_images(doc, image_refs(parsed)), ensure_ascii=False)
         columns = summary.columns(parsed, hash_key)
         columns["verified_at"] = from_unix(parsed.verify_time)
         images = [{"kind": img.kind, "sha256": img.sha256, "size": img.size,
                    "width": img.width, "height": img.height, "mime": img.mime,
                    "error": img.error, "data": img.data} for img in parsed.all_images()]
-        return _Case(parsed.biz_id, columns, raw_body, images, len(parsed.flags))
+        return Case(parsed.biz_id, columns, raw_body, images, len(parsed.flags))
     except DocumentError as exc:
         return str(exc)
     except Exception as exc:

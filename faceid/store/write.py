@@ -34,7 +34,7 @@ from faceid.core.timeutil import utcnow
 from faceid.store import audit
 from faceid.store import export_lines as export
 from faceid.store.db import chunks, insert_numbered, reader
-from faceid.store.prepare import _BIZ_ID_MAX, _Case, _parse, _Pending, _prepare
+from faceid.store.prepare import BIZ_ID_MAX, Case, Pending, parse_all, prepare
 from faceid.store.tables import Inbox, RawResponse, StoredImage, Verification
 
 log = logging.getLogger(__name__)
@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 BATCH_SIZE = 200
 #: Column widths the inbox and the verification must fit (PostgreSQL enforces them; SQLite
 #: does not, so the store checks them itself and both databases behave the same); the
-#: biz_id's, ``_BIZ_ID_MAX``, is in ``prepare``.
+#: biz_id's, ``BIZ_ID_MAX``, is in ``prepare``.
 _ORIGIN_MAX = Inbox.__table__.c.origin.type.length or 1024
 
 
@@ -155,7 +155,7 @@ def process_many(engine: Engine, inbox_ids: Sequence[int], *, hash_key: bytes,
         if i not in rows:
             raise LookupError(f"inbox row {i} does not exist")
     out: dict[int, Stored] = {}
-    pending: list[_Pending] = []
+    pending: list[Pending] = []
     for i in dict.fromkeys(ids):
         r = rows[i]
         if r.processed_at is not None:
@@ -163,7 +163,7 @@ def process_many(engine: Engine, inbox_ids: Sequence[int], *, hash_key: bytes,
         elif r.body is None:
             out[i] = Stored(r.biz_id, False, i, "body missing")
         else:
-            pending.append(_Pending(i, r.source, r.received_at, r.body, r.body_sha256))
+            pending.append(Pending(i, r.source, r.received_at, r.body, r.body_sha256))
     out.update(_store(engine, pending, hash_key, actor))
     return [out[i] for i in ids]
 
@@ -181,9 +181,16 @@ def ingest_many(engine: Engine, bodies: Sequence[Body], *, hash_key: bytes,
 class Ingesting:
     """A batch whose bodies are committed to the inbox and whose parse is under way."""
 
-    pending: list[_Pending]
-    cases: Iterator[_Case | str]
+    pending: list[Pending]
+    cases: Iterator[Case | str]
     hash_key: bytes
+
+    @classmethod
+    def parsing(cls, pending: list[Pending], hash_key: bytes,
+                executor: Executor | None = None) -> Ingesting:
+        """Committed bodies whose parse starts now (in ``executor``) or lazily, when stored
+        (a worker's store process rebuilds the batches it is sent this way)."""
+        return cls(pending, parse_all(pending, hash_key, executor), hash_key)
 
     @classmethod
     def merged(cls, batches: Sequence[Ingesting]) -> Ingesting:
@@ -204,8 +211,7 @@ def start_ingest(engine: Engine, bodies: Sequence[Body], *, hash_key: bytes,
     parallel) without waiting, or here. A caller can store the previous batch meanwhile;
     ``finish_ingest`` stores this one. ``also`` writes in the inbox's transaction (the fetch
     ledger's outcome of the read that brought the body: one commit instead of two)."""
-    pending = _receive(engine, bodies, also)
-    return Ingesting(pending, _parse(pending, hash_key, executor), hash_key)
+    return Ingesting.parsing(_receive(engine, bodies, also), hash_key, executor)
 
 
 def finish_ingest(engine: Engine, batch: Ingesting, *, actor: str = "system") -> list[Stored]:
@@ -220,7 +226,7 @@ def finish_ingest(engine: Engine, batch: Ingesting, *, actor: str = "system") ->
         # A parsing process died (killed, out of memory): parse here rather than lose the
         # batch. Its bodies are committed, so even failing here would lose nothing.
         log.warning("the parsing processes stopped; parsing %d document(s) here", len(pending))
-        cases = [_prepare(p.body, p.doc, batch.hash_key) for p in pending]
+        cases = [prepare(p.body, p.doc, batch.hash_key) for p in pending]
     for p in pending:
         p.doc = None  # parsed: the decoded document is not needed any more (memory)
     out = _write(engine, list(zip(pending, cases, strict=True)), actor)
@@ -228,7 +234,7 @@ def finish_ingest(engine: Engine, batch: Ingesting, *, actor: str = "system") ->
 
 
 def _receive(engine: Engine, bodies: Sequence[Body],
-             also: Callable[[Connection], None] | None = None) -> list[_Pending]:
+             also: Callable[[Connection], None] | None = None) -> list[Pending]:
     if not bodies:
         return []
     now = utcnow()
@@ -240,14 +246,14 @@ def _receive(engine: Engine, bodies: Sequence[Body],
         if also is not None:
             also(conn)
         ids = insert_numbered(conn, t, rows)
-    return [_Pending(i, b.source, now, b.body, r["body_sha256"], b.doc)
+    return [Pending(i, b.source, now, b.body, r["body_sha256"], b.doc)
             for i, b, r in zip(ids, bodies, rows, strict=True)]
 
 
 def _label(biz_id: str | None) -> str | None:
     # The inbox's biz_id only labels the row until it is parsed; one that cannot fit the column
     # must not cost the batch its commit (the parser refuses it with a reason).
-    return biz_id if biz_id is None or len(biz_id) <= _BIZ_ID_MAX else None
+    return biz_id if biz_id is None or len(biz_id) <= BIZ_ID_MAX else None
 
 
 def _origin(origin: str | None) -> str | None:
@@ -257,17 +263,17 @@ def _origin(origin: str | None) -> str | None:
     return "…" + origin[-(_ORIGIN_MAX - 1):]
 
 
-def _store(engine: Engine, pending: list[_Pending], hash_key: bytes,
+def _store(engine: Engine, pending: list[Pending], hash_key: bytes,
            actor: str) -> dict[int, Stored]:
     """Parse outside any transaction, then write the batch."""
     if not pending:
         return {}
-    return _write(engine, list(zip(pending, _parse(pending, hash_key, None), strict=True)),
+    return _write(engine, list(zip(pending, parse_all(pending, hash_key, None), strict=True)),
                   actor)
 
 
 
-def _write(engine: Engine, batch: list[tuple[_Pending, _Case | str]],
+def _write(engine: Engine, batch: list[tuple[Pending, Case | str]],
            actor: str) -> dict[int, Stored]:
     """Store a parsed batch in one transaction: the cases, their export lines, one audit
     entry per new case (the chain extended once, in batch order), the inbox rows closed."""
@@ -285,16 +291,16 @@ def _write(engine: Engine, batch: list[tuple[_Pending, _Case | str]],
         taken = {r.id: r for r in conn.execute(
             select(t.c.id, t.c.biz_id, t.c.error).where(
                 t.c.id.in_([p.inbox_id for p, _ in batch]), t.c.processed_at.is_not(None)))}
-        todo: list[tuple[_Pending, _Case | str]] = []
+        todo: list[tuple[Pending, Case | str]] = []
         for p, case in batch:
             r = taken.get(p.inbox_id)
             if r is not None:  # processed by someone else while we parsed (a resumed run)
                 out[p.inbox_id] = Stored(r.biz_id, False, p.inbox_id, r.error)
             else:
                 todo.append((p, case))
-        good = [(p, c) for p, c in todo if isinstance(c, _Case)]
+        good = [(p, c) for p, c in todo if isinstance(c, Case)]
         existing = _existing(conn, [c.biz_id for _, c in good])
-        new: dict[str, tuple[_Pending, _Case]] = {}
+        new: dict[str, tuple[Pending, Case]] = {}
         for p, c in good:
             if c.biz_id not in existing:
                 new.setdefault(c.biz_id, (p, c))  # the same biz_id twice: the first is stored
@@ -339,7 +345,7 @@ def _existing(conn: Connection, biz_ids: Iterable[str]) -> dict[str, int]:
     return out
 
 
-def _insert_cases(conn: Connection, new: list[tuple[_Pending, _Case]], existing: dict[str, int],
+def _insert_cases(conn: Connection, new: list[tuple[Pending, Case]], existing: dict[str, int],
                   now: datetime) -> tuple[dict[str, int], dict[str, str]]:
     """Insert the batch's new cases: (biz_id -> verification id, biz_id -> why it failed).
 
@@ -373,7 +379,7 @@ def _insert_cases(conn: Connection, new: list[tuple[_Pending, _Case]], existing:
     return created, failed
 
 
-def _insert_rows(conn: Connection, cases: list[tuple[_Pending, _Case]],
+def _insert_rows(conn: Connection, cases: list[tuple[Pending, Case]],
                  now: datetime) -> dict[str, int]:
     v, raw, img = Verification.__table__, RawResponse.__table__, StoredImage.__table__
     vids = insert_numbered(conn, v, [{**c.columns, "source": p.source, "stored_at": now}
