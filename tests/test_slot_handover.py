@@ -35,8 +35,7 @@ def _until(cond, timeout: float = 10.0) -> None:
 
 
 def _waiting(gate: SlotGate) -> int:
-    with gate._cond:
-        return len(gate._waiting)
+    return gate.waiting
 
 
 # --------------------------------------------------------------------------- the gate

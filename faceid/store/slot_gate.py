@@ -24,13 +24,24 @@ class Stopped(Exception):
 
 
 class _Turn:
-    """A thread waiting for a permit, with the ledger of the request it will send."""
+    """A thread waiting for a permit, with the ledger of the request it will send. Each turn
+    has a lock of its own to sleep on, so a grant wakes the one thread it is for (a shared
+    condition woke every waiter, and they all queued for the GIL the answer's thread needs)."""
 
-    __slots__ = ("granted", "ledger")
+    __slots__ = ("_asleep", "granted", "ledger")
 
     def __init__(self, ledger: Any) -> None:
         self.ledger = ledger
         self.granted = False
+        self._asleep = threading.Lock()
+        self._asleep.acquire()
+
+    def grant(self) -> None:
+        self.granted = True
+        self._asleep.release()
+
+    def wait(self) -> None:
+        self._asleep.acquire()
 
 
 class Held:
@@ -68,10 +79,16 @@ class SlotGate:
 
     def __init__(self, size: int, *, stop: threading.Event | None = None,
                  fatal: tuple[type[BaseException], ...] = ()) -> None:
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
         self._free = max(1, size)
         self._waiting: deque[_Turn] = deque()
         self._stop, self._fatal = stop, fatal
+
+    @property
+    def waiting(self) -> int:
+        """Threads waiting for a permit now."""
+        with self._lock:
+            return len(self._waiting)
 
     @contextmanager
     def hold(self, ledger: Any = None, *,
@@ -94,35 +111,31 @@ class SlotGate:
                 self._leave()
 
     def _enter(self, ledger: Any, before_wait: Callable[[], None] | None) -> None:
-        with self._cond:
+        with self._lock:
             if self._free > 0 and not self._waiting:
                 self._free -= 1
                 return
         if before_wait is not None:
             before_wait()
-        with self._cond:
+        with self._lock:
             if self._free > 0 and not self._waiting:  # freed meanwhile
                 self._free -= 1
                 return
             turn = _Turn(ledger)
             self._waiting.append(turn)
-            while not turn.granted:
-                self._cond.wait()
+        turn.wait()
 
     def _next_waiter(self) -> _Turn | None:
-        with self._cond:
+        with self._lock:
             return self._waiting.popleft() if self._waiting else None
 
     def _grant(self, turn: _Turn) -> None:
-        with self._cond:
-            turn.granted = True  # the permit moves: never free in between
-            self._cond.notify_all()
+        turn.grant()  # the permit moves: never free in between
 
     def _leave(self) -> None:
-        with self._cond:
+        with self._lock:
             if self._waiting:
-                self._waiting.popleft().granted = True
-                self._cond.notify_all()
+                self._waiting.popleft().grant()
             else:
                 self._free += 1
 
