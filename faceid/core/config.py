@@ -48,6 +48,9 @@ class Settings:
     desk_workers: int | None = None
     #: A first-review reject waits for a senior's second review (four eyes on rejects too).
     second_review_rejects: bool = False
+    #: A fetch worker stores its answers in a child process (None: auto, on PostgreSQL with
+    #: two cores or more; see ``faceid.store.store_process``).
+    store_process: bool | None = None
 
     @property
     def demo(self) -> bool:
@@ -77,6 +80,7 @@ _ENV = {
     "fetch_lease_s": "FACEID_FETCH_LEASE_S",
     "desk_workers": "FACEID_DESK_WORKERS",
     "second_review_rejects": "FACEID_SECOND_REVIEW_REJECTS",
+    "store_process": "FACEID_STORE_PROCESS",
 }
 # Where each setting lives in secrets.toml: (section, key).
 _SECRETS = {
@@ -89,6 +93,7 @@ _SECRETS = {
     "notify_port": ("faceid", "notify_port"),
     "fetch_lease_s": ("faceid", "fetch_lease_s"),
     "desk_workers": ("faceid", "desk_workers"),
+    "store_process": ("faceid", "store_process"),
     "second_review_rejects": ("review", "second_review_rejects"),
     "database_url": ("database", "url"),
 }
@@ -127,6 +132,9 @@ def load_settings(
                 values[name] = float(values[name])
         if "second_review_rejects" in values:
             values["second_review_rejects"] = _flag(values["second_review_rejects"])
+        if "store_process" in values:
+            values["store_process"] = (None if str(values["store_process"]).lower() == "auto"
+                                       else _flag(values["store_process"]))
     except ValueError as exc:
         raise ConfigError(f"A numeric setting is not a number: {exc}") from None
     settings = Settings(**values)

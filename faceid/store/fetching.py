@@ -72,6 +72,7 @@ from faceid.store.fetchqueue import FetchQueue
 from faceid.store.ledger import LedgerLog
 from faceid.store.refetch import record_refetch
 from faceid.store.slot_gate import SlotGate, Stopped
+from faceid.store.store_process import StoreProcess, child_settings, wanted
 from faceid.store.tables import FetchAttempt, Inbox
 
 log = logging.getLogger(__name__)
@@ -222,6 +223,20 @@ class FetchService(FetchReads, Leftovers):
             log.error("fetch: outcome of %d job(s) not recorded (%s)", len(runs),
                       type(exc).__name__)
             raise
+
+    def store_process(self) -> StoreProcess | None:
+        """A child process, started now, to store a worker's answers in (decision 31), if
+        the settings and the database want one; else None (the worker stores them itself)."""
+        told = child_settings(self._settings)
+        if told is None or not wanted(self.engine, self._settings):
+            return None
+        try:
+            return StoreProcess(self.engine, told, self.queue, retry_delay_s=self.retry_delay_s,
+                                fallback=self.store_answers).start()
+        except OSError as exc:
+            log.warning("no store process (%s); the worker stores its answers itself",
+                        type(exc).__name__)
+            return None
 
     def announce(self, claims: list[Claim], states: dict[str, JobState], *,
                  actor: str | None = None) -> dict[str, LedgerLog]:

@@ -31,6 +31,7 @@ from faceid.store.fetch_outcomes import (
 from faceid.store.fetchqueue import FetchQueue
 from faceid.store.ledger import LedgerLog
 from faceid.store.slot_gate import SlotGate
+from faceid.store.store_process import StoreProcess
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,8 @@ class Fetcher(Protocol):
 
     def store_answers(self, received: list[Received]) -> list[FetchOutcome]: ...
 
+    def store_process(self) -> StoreProcess | None: ...
+
 
 class Worker:
     """A dispatcher thread claims due jobs — as many as there are idle run threads, plus a
@@ -81,17 +84,21 @@ class Worker:
                  claim: Callable[[int], list[Claim]] | None = None,
                  gate: SlotGate | None = None, ahead: int | None = None,
                  on_outcome: Callable[[FetchOutcome], None] | None = None,
-                 resume: bool = True, actor: str | None = None) -> None:
+                 resume: bool = True, actor: str | None = None,
+                 store_process: bool = True) -> None:
         """``claim``, ``gate`` and ``on_outcome`` let ``fetch_many`` run its own biz_ids
         through a worker: up to n of them claimed per call (default: any due jobs), its gate
         (stopped by a refusal that would fail every call), and each job's outcome reported.
         ``resume``: first store answers an interrupted run left in the inbox. ``actor``: who
-        the ledger and the audit trail name (default: whoever asked for each job)."""
+        the ledger and the audit trail name (default: whoever asked for each job).
+        ``store_process``: False keeps the store in this process even where the settings
+        want a child for it (a short batch would wait for the child to start)."""
         self.actor = actor
         self.fetcher = fetcher
         self._claim_jobs = claim or fetcher.queue.claim_batch
         self._on_outcome = on_outcome
         self._resume = resume
+        self._store_apart = store_process
         #: When a transient failure of a job with tries left is run again.
         self.retry_delay_s = retry_delay_s
         # Twice the cap by default: while some threads wait on FaceID, others commit what
@@ -116,6 +123,7 @@ class Worker:
             queue.SimpleQueue())
         self._threads: list[threading.Thread] = []
         self._answers: AnswerBatcher | None = None
+        self._store: StoreProcess | None = None
         # No more threads of this process ask the database for a request slot than there
         # are slots: the others would only spin on write transactions that cannot succeed.
         # They wait here instead, and a request with its answer hands its slot to the
@@ -139,8 +147,11 @@ class Worker:
                 log.warning("worker: pending bodies not processed (%s)", type(exc).__name__)
         self._room = self.threads + self.ahead
         client = self.fetcher.client()
-        # The run threads only wait on FaceID; what comes back is stored in batches here.
-        self._answers = AnswerBatcher(self.fetcher.store_answers, self._stored,
+        # The run threads only wait on FaceID; what comes back is stored in batches here, by a
+        # child process where one pays (decision 31).
+        self._store = self.fetcher.store_process() if self._store_apart else None
+        store = self._store.store_answers if self._store else self.fetcher.store_answers
+        self._answers = AnswerBatcher(store, self._stored,
                                       name=f"faceid-{self.name}-store").start()
         self._threads = [threading.Thread(target=self._run, args=(client,), daemon=True,
                                           name=f"faceid-{self.name}-{i}")
@@ -170,6 +181,9 @@ class Worker:
         if self._answers is not None:  # store what the run threads handed over, then stop
             self._answers.close(timeout)
             self._answers = None
+        if self._store is not None:
+            self._store.close(timeout)
+            self._store = None
 
     def run_forever(self) -> None:
         """The CLI verb: run until ``stop_soon`` (a signal handler) is called."""
