@@ -14,6 +14,9 @@ threads, all sharing the deployment-wide cap C) fetch them; the clock runs from 
 the last stored result. Reported beside the ceiling: reads served (must equal n: one per
 biz_id), over-quota reads (0) and the most requests the simulator saw in flight (≤ C).
 
+``--store-process on|off`` overrides ``FACEID_STORE_PROCESS`` (default ``auto``: a worker on
+PostgreSQL stores its answers in a child process, decision 31), to measure both.
+
     .venv/bin/python bench/fetch_throughput.py [--n 240] [--database-url URL]
     .venv/bin/python bench/fetch_throughput.py --processes 1,2,4 --database-url URL
 """
@@ -97,6 +100,10 @@ class Simulator:
             self._proc.join(10)
 
 
+#: ``--store-process``: None (auto), True or False.
+STORE_PROCESS: bool | None = None
+
+
 def run(n: int, latency: float, limit: int, seed: int, url: str | None) -> dict[str, Any]:
     ids = [c["biz_info"]["biz_id"] for c in cases(n, seed)]
     with Simulator(n, seed, latency, limit) as simulator:
@@ -112,7 +119,8 @@ def run(n: int, latency: float, limit: int, seed: int, url: str | None) -> dict[
                                   backoff_initial_s=0.05, backoff_max_s=0.5)
             service = FetchService(engine, lambda: client,
                                    Settings(api_key=KEY, api_secret=SECRET, pii_key="bench",
-                                            max_concurrency=limit))
+                                            max_concurrency=limit,
+                                            store_process=STORE_PROCESS))
             started = time.perf_counter()
             summary = service.fetch_many(ids, "bench", concurrency=limit)
             elapsed = time.perf_counter() - started
@@ -173,7 +181,8 @@ def run_processes(n: int, latency: float, limit: int, seed: int, url: str | None
             env.update(PYTHONPATH=str(Path(__file__).resolve().parent.parent),
                        DATABASE_URL=db_url, FACEID_BASE_URL=base_url, FACEID_API_KEY=KEY,
                        FACEID_API_SECRET=SECRET, FACEID_PII_KEY="bench",
-                       FACEID_MAX_CONCURRENCY=str(limit))
+                       FACEID_MAX_CONCURRENCY=str(limit),
+                       FACEID_STORE_PROCESS={None: "auto", True: "1", False: "0"}[STORE_PROCESS])
             stack.callback(lambda: [w.kill() for w in workers if w.poll() is None])
             for _ in range(processes):
                 workers.append(subprocess.Popen(
@@ -183,6 +192,9 @@ def run_processes(n: int, latency: float, limit: int, seed: int, url: str | None
             for w in workers:  # each prints one line once it is polling
                 assert w.stdout is not None
                 w.stdout.readline()
+            # A long-running worker's store process has long been up: let it finish starting
+            # (~0.6 s of imports) rather than bill it to the first answers.
+            time.sleep(1.5)
             started = time.perf_counter()
             FetchQueue(engine, cap=limit).enqueue(ids, "bench")
             count = select(func.count()).select_from(Verification)
@@ -220,7 +232,11 @@ def main() -> None:
                         help="a scratch PostgreSQL URL (its tables are dropped!); default SQLite")
     parser.add_argument("--processes", default=None, metavar="1,2,4",
                         help="worker-process counts to measure (the queue mode)")
+    parser.add_argument("--store-process", choices=("auto", "on", "off"), default="auto",
+                        help="store answers in a child process of the worker (decision 31)")
     args = parser.parse_args()
+    global STORE_PROCESS
+    STORE_PROCESS = {"auto": None, "on": True, "off": False}[args.store_process]
     configs = [(0.200, 4), (0.100, 4), (0.100, 8), (0.050, 8)]
     if args.processes:
         cols = ("db", "P", "n", "L_ms", "C", "stored", "elapsed_s", "rate", "ceiling",
