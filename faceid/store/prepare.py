@@ -59,7 +59,7 @@ class Case:
 
 
 def parse_all(pending: list[Pending], hash_key: bytes,
-           executor: Executor | None) -> Iterator[Case | str]:
+              executor: Executor | None) -> Iterator[Case | str]:
     if executor is not None and len(pending) > 1:
         # The worker decodes the JSON again: sending the bytes costs a copy, pickling the
         # decoded document costs more than decoding it there. map() submits every chunk now

@@ -30,16 +30,23 @@ def _no_client() -> FaceIDClient:
 
 
 def serve(conn: Connection) -> int:
-    setup = conn.recv()
+    try:
+        setup = conn.recv()
+    except EOFError:  # the worker died before it said anything
+        return 0
     if not isinstance(setup, Setup):
         log.error("store process: expected a setup, got %s", type(setup).__name__)
         return 2
     redact.register_secret(make_url(setup.database_url).password)
-    engine = make_engine(setup.database_url)
+    try:
+        engine = make_engine(setup.database_url)
+        hash_key = setup.settings.hash_key()
+    except Exception as exc:  # the worker stores its answers itself once this one is gone
+        log.error("store process: not started (%s)", type(exc).__name__)
+        return 2
     queue = FetchQueue(engine, cap=setup.cap, lease_s=setup.lease_s, owner=setup.owner)
     service = FetchService(engine, _no_client, setup.settings, fetch_queue=queue,
                            retry_delay_s=setup.retry_delay_s)
-    hash_key = setup.settings.hash_key()
     try:
         while True:
             try:
