@@ -5,6 +5,7 @@ the in-process SQLite writer lock that keeps writers from sleeping in SQLite's b
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 import time
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
 from faceid.store import db
+from faceid.store import worker as worker_module
 from faceid.store import write as store
 from faceid.store.answer_batches import AnswerBatcher
 from faceid.store.fetch_jobs import DONE, FAILED, QUEUED, RUNNING, Outcome
@@ -146,6 +148,45 @@ def test_the_batcher_stores_what_arrived_together_and_everything_on_close() -> N
     batcher.close(5)
     assert calls == [[0, 1, 2, 3], [4, 5]]
     assert done == [(i, f"ok{i}") for i in range(6)]
+
+
+def test_a_flush_stores_a_lingering_batch_at_once() -> None:
+    calls: list[list[int]] = []
+    stored = threading.Event()
+
+    def store_answers(batch):
+        calls.append(list(batch))
+        stored.set()
+        return ["ok" for _ in batch]
+
+    # Without the flush this batch would wait 30 s for more answers.
+    batcher = AnswerBatcher(store_answers, linger_s=30.0).start()
+    try:
+        batcher.flush()  # nothing waiting: a no-op
+        batcher.put(1)  # type: ignore[arg-type]
+        batcher.put(2)  # type: ignore[arg-type]
+        batcher.flush()
+        assert stored.wait(5), "the flushed batch was not stored"
+        assert calls == [[1, 2]]
+        batcher.put(3)  # type: ignore[arg-type]
+    finally:
+        batcher.close(5)
+    assert calls == [[1, 2], [3]]
+
+
+def test_an_idle_worker_does_not_hold_its_last_answers_for_more(mt_engine, sim, client, clock,
+                                                                monkeypatch) -> None:
+    # A batch would wait 30 s for more answers: the flush, not the linger, ends it.
+    monkeypatch.setattr(worker_module, "AnswerBatcher",
+                        functools.partial(AnswerBatcher, linger_s=30.0))
+    service = make_service(mt_engine, client, clock)
+    ids = [fresh(sim, clock, 360 + i) for i in range(3)]
+    worker = Worker(service, idle_s=0.02, store_process=False)
+    started = time.monotonic()
+    with working(worker, ids):
+        pass
+    assert time.monotonic() - started < 20
+    assert store.stored_biz_ids(mt_engine, ids) == set(ids)
 
 
 def test_the_worker_stores_in_batches_and_finishes_every_job(mt_engine, sim, client,

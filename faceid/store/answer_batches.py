@@ -6,7 +6,8 @@ short latency the request slots then idle behind the store (issue 11). ``run_cla
 commits each answer to the inbox (raw first, as always) and hands it to an ``AnswerBatcher``:
 one thread per worker that stores whatever has arrived since its last batch, in one
 transaction (``FetchService.store_answers``), and records the jobs' outcomes in one more.
-A batch waits a moment (``LINGER_S``) for more answers; ``close`` stores what is left at once.
+A batch waits a moment (``LINGER_S``) for more answers, unless ``flush`` says none are coming
+(the worker's last busy thread went idle); ``close`` stores what is left at once.
 
 A crash between the two loses nothing: the answers are in the inbox, their jobs' leases lapse,
 and the next run for each biz_id stores its answer without reading FaceID again.
@@ -38,6 +39,13 @@ MAX_BATCH = 32
 LINGER_S = 0.05
 
 
+class _Flush:
+    """``flush``'s marker in the queue: store what has arrived without lingering."""
+
+
+_FLUSH = _Flush()
+
+
 class AnswerBatcher(Generic[Item, Result]):
     """A thread storing the answers ``put`` to it, a batch at a time, then calling
     ``on_done(received, outcome)`` for each. ``close`` stores what is left and stops."""
@@ -48,7 +56,7 @@ class AnswerBatcher(Generic[Item, Result]):
                  name: str = "faceid-store") -> None:
         self._store, self._on_done, self._max = store_answers, on_done, max(1, max_batch)
         self._linger = linger_s
-        self._queue: queue.SimpleQueue[Item | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[Item | _Flush | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, daemon=True, name=name)
         self.batches = 0
         self.stored = 0
@@ -59,6 +67,10 @@ class AnswerBatcher(Generic[Item, Result]):
 
     def put(self, item: Item) -> None:
         self._queue.put(item)
+
+    def flush(self) -> None:
+        """No more answers are coming for now: a batch waiting for more is stored at once."""
+        self._queue.put(_FLUSH)
 
     def close(self, timeout: float | None = None) -> None:
         """Store every answer put so far, then stop the thread."""
@@ -72,7 +84,9 @@ class AnswerBatcher(Generic[Item, Result]):
             first = self._queue.get()
             if first is None:
                 return
-            batch = [first]
+            if isinstance(first, _Flush):
+                continue
+            batch: list[Item] = [first]
             until = time.monotonic() + self._linger
             while len(batch) < self._max:
                 try:
@@ -81,6 +95,8 @@ class AnswerBatcher(Generic[Item, Result]):
                     break
                 if more is None:
                     closing = True
+                    break
+                if isinstance(more, _Flush):
                     break
                 batch.append(more)
             self._store_batch(batch)

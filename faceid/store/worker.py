@@ -283,7 +283,12 @@ class Worker:
                 with self._idle:
                     self.runs += 1
                     self._room += 1
+                    # Nothing running and nothing claimed: no answer is on its way, so the
+                    # batcher need not wait for one before storing what it has.
+                    idle = self._room == self.threads + self.ahead
                     self._idle.notify_all()
+                if idle:
+                    answers.flush()
 
 
 __all__ = ["DEFAULT_IDLE_S", "Fetcher", "Worker"]
