@@ -9,6 +9,7 @@ wrong); ``None`` or the worker's end closing stops it. It never reads FaceID.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 from multiprocessing.connection import Connection
@@ -85,4 +86,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    logging.shutdown()
+    # Skip the interpreter's teardown (~0.15 s with SQLAlchemy loaded, measured): a stopping
+    # worker waits for this exit. The engine is disposed and the log flushed; nothing is left.
+    os._exit(code)
