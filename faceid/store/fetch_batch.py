@@ -39,10 +39,11 @@ log = logging.getLogger(__name__)
 _FATAL = (AuthenticationError, AuthorizationError)
 
 
-#: Fewest biz_ids for which a batch stores in a child process (decision 31): the child takes
-#: ~0.6 s of CPU to start, which a short batch's answers wait for and its fetch competes with;
-#: at 960 biz_ids the child gained 0.01 of C/L, a long-running worker 0.05.
-STORE_PROCESS_MIN = 500
+#: Fewest biz_ids for which a batch stores in a child process (decision 31). The child takes
+#: ~0.6 s of CPU to start, which a short batch's answers wait for: measured at 50 ms, C = 8 on
+#: PostgreSQL, it gained 0.02 of C/L at 240 biz_ids, nothing at 480, 0.04 at 960; a fetch of a
+#: few biz_ids would only finish later.
+STORE_PROCESS_MIN = 200
 
 
 class BatchService(Fetcher, Protocol):
