@@ -227,8 +227,10 @@ class FetchService(FetchReads, Leftovers):
     def store_process(self) -> StoreProcess | None:
         """A child process, started now, to store a worker's answers in (decision 31), if
         the settings and the database want one; else None (the worker stores them itself)."""
+        if not wanted(self.engine, self._settings):
+            return None
         told = child_settings(self._settings)
-        if told is None or not wanted(self.engine, self._settings):
+        if told is None:
             return None
         try:
             return StoreProcess(self.engine, told, self.queue, retry_delay_s=self.retry_delay_s,

@@ -28,16 +28,15 @@ class _Turn:
     has a lock of its own to sleep on, so a grant wakes the one thread it is for (a shared
     condition woke every waiter, and they all queued for the GIL the answer's thread needs)."""
 
-    __slots__ = ("_asleep", "granted", "ledger")
+    __slots__ = ("_asleep", "ledger")
 
     def __init__(self, ledger: Any) -> None:
         self.ledger = ledger
-        self.granted = False
         self._asleep = threading.Lock()
         self._asleep.acquire()
 
     def grant(self) -> None:
-        self.granted = True
+        """The permit moves to this turn: never free in between."""
         self._asleep.release()
 
     def wait(self) -> None:
@@ -67,7 +66,7 @@ class Held:
             give(turn.ledger)
         finally:
             self.passed = True
-            self._gate._grant(turn)
+            turn.grant()
         return True
 
 
@@ -128,9 +127,6 @@ class SlotGate:
     def _next_waiter(self) -> _Turn | None:
         with self._lock:
             return self._waiting.popleft() if self._waiting else None
-
-    def _grant(self, turn: _Turn) -> None:
-        turn.grant()  # the permit moves: never free in between
 
     def _leave(self) -> None:
         with self._lock:
